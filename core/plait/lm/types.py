@@ -58,6 +58,7 @@ class RequestContext:
 
     signature: Any = None
     adapter: Any = None
+    inputs: Any = None        # the input field values (a dict) the request was formatted from
 
 
 @dataclass(slots=True)

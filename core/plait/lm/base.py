@@ -1,0 +1,148 @@
+"""``plait.LM``: one language model, whatever serves it.
+
+``plait.LM("provider/model", **kwargs)`` finds the provider's backend through the
+``plait_register_lms`` hook and builds it. Generation settings (temperature, max_tokens, ...)
+become default request parameters; everything else (api_base, api_key, n_ctx, ...) configures
+the backend. Every call goes through the ``plait_lm_call`` hook: the cache answers first, the
+built-in implementation calls ``backend.generate`` with retries last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any
+
+from plait.errors import PluginError
+from plait.lm.history import inspect_history, record
+from plait.lm.types import SECRET_PARAMS, LMCapabilities, LMRequest, LMResponse, RequestContext
+from plait.lm.usage import active_trackers
+
+# Request parameters understood across OpenAI-compatible and local backends.
+GENERATION_PARAMS = frozenset({
+    "temperature", "max_tokens", "max_completion_tokens", "top_p", "top_k", "n", "stop", "seed",
+    "presence_penalty", "frequency_penalty", "repeat_penalty", "logprobs", "top_logprobs",
+    "response_format", "logit_bias", "timeout", "tools", "tool_choice", "min_p",
+})
+MAX_LM_HISTORY = 1_000
+
+
+class LM:
+    """A language model. ``lm(prompt=...)`` / ``lm(messages=[...])`` returns a list of texts."""
+
+    def __init__(self, model: str, *, model_type: str = "chat", cache: bool = True,
+                 num_retries: int = 3, backend: Any = None, **kwargs: Any):
+        if not isinstance(model, str) or not model:
+            raise ValueError("plait.LM needs a model name like 'openai/gpt-4o-mini' or 'llamacpp/smollm2-135m'")
+        if model_type not in ("chat", "text"):
+            raise ValueError(f"model_type must be 'chat' or 'text', not {model_type!r}")
+        self.model = model
+        self.model_type = model_type
+        self.cache = cache
+        self.num_retries = num_retries
+        self.kwargs = {k: v for k, v in kwargs.items() if k in GENERATION_PARAMS}
+        self._backend_kwargs = {k: v for k, v in kwargs.items() if k not in GENERATION_PARAMS}
+        if backend is None:
+            from plait import registry   # lazy: resolving plugins is not import-time work
+            registered, model_name = registry.resolve_lm(model)
+            backend = registry.create("lm", registered.backend.name, model=model_name,
+                                      model_type=model_type, **self._backend_kwargs)
+        self.backend = backend
+        self.provider = model.split("/", 1)[0] if "/" in model else model
+        self.history: deque[dict[str, Any]] = deque(maxlen=MAX_LM_HISTORY)
+
+    # --- capabilities ---------------------------------------------------------------------
+    @property
+    def capabilities(self) -> LMCapabilities:
+        caps = getattr(self.backend, "capabilities", None)
+        return caps if isinstance(caps, LMCapabilities) else LMCapabilities()
+
+    # --- the call path --------------------------------------------------------------------
+    def build_request(self, *, messages: list[dict[str, Any]] | None = None, prompt: str | None = None,
+                      prefill: str | None = None, context: RequestContext | None = None,
+                      **params: Any) -> LMRequest:
+        if (messages is None) == (prompt is None):
+            raise ValueError("pass exactly one of messages=[...] (chat) or prompt='...' (text completion)")
+        merged = {**self.kwargs, **params} if params else dict(self.kwargs)
+        cache = merged.pop("cache", self.cache)
+        return LMRequest(self.model, messages, prompt, merged, prefill, cache, context)
+
+    def request(self, request: LMRequest) -> LMResponse:
+        """Answer a prepared request through the ``plait_lm_call`` hook; records history and usage."""
+        from plait.plugins import get_plugin_manager
+        response = get_plugin_manager().hook.plait_lm_call(lm=self, request=request)
+        if response is None:
+            raise PluginError("no plugin answered plait_lm_call: the built-in plugin "
+                              "'plait.builtins.lm_call' is missing; check PLAIT_PLUGINS")
+        self._record(request, response)
+        return response
+
+    def generate(self, *, messages: list[dict[str, Any]] | None = None, prompt: str | None = None,
+                 prefill: str | None = None, context: RequestContext | None = None,
+                 **params: Any) -> LMResponse:
+        """Build a request from messages or a prompt plus per-call parameters, and answer it."""
+        return self.request(self.build_request(messages=messages, prompt=prompt, prefill=prefill,
+                                               context=context, **params))
+
+    async def arequest(self, request: LMRequest) -> LMResponse:
+        # Hooks are synchronous; the call runs in a worker thread (contextvars are copied).
+        return await asyncio.to_thread(self.request, request)
+
+    async def agenerate(self, **kwargs: Any) -> LMResponse:
+        return await self.arequest(self.build_request(**kwargs))
+
+    def __call__(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
+                 **params: Any) -> list[str]:
+        """DSPy-style call: a list of completion texts."""
+        if prompt is not None and messages is None and self.model_type == "chat":
+            messages, prompt = [{"role": "user", "content": prompt}], None
+        return self.generate(messages=messages, prompt=prompt, **params).outputs
+
+    async def acall(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
+                    **params: Any) -> list[str]:
+        if prompt is not None and messages is None and self.model_type == "chat":
+            messages, prompt = [{"role": "user", "content": prompt}], None
+        return (await self.agenerate(messages=messages, prompt=prompt, **params)).outputs
+
+    def _record(self, request: LMRequest, response: LMResponse) -> None:
+        usage = response.usage
+        record({"model": self.model, "messages": request.messages, "prompt": request.prompt,
+                "prefill": request.prefill, "outputs": response.outputs,
+                "params": {k: v for k, v in request.params.items() if k not in SECRET_PARAMS},
+                "usage": usage, "cost": usage.cost, "cached": response.cached,
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}, self.history)
+        for tracker in active_trackers():
+            tracker.add(self.model, usage, response.cached)
+
+    # --- helpers --------------------------------------------------------------------------
+    def inspect_history(self, n: int = 1) -> str:
+        return inspect_history(n, lm=self)
+
+    def copy(self, **kwargs: Any) -> LM:
+        """A new LM sharing this one's backend, with some settings changed."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.history = deque(maxlen=MAX_LM_HISTORY)
+        new.kwargs = dict(self.kwargs)
+        for key, value in kwargs.items():
+            if key in ("cache", "num_retries", "model_type"):
+                setattr(new, key, value)
+            elif key in GENERATION_PARAMS:
+                new.kwargs[key] = value
+            else:
+                raise ValueError(f"LM.copy() can change generation settings, cache, num_retries or "
+                                 f"model_type, not {key!r}: build a new plait.LM for backend settings")
+        return new
+
+    def dump_state(self) -> dict[str, Any]:
+        """JSON-safe settings (never credentials) for saving with a program."""
+        return {"model": self.model, "model_type": self.model_type, **self.kwargs,
+                **{k: v for k, v in self._backend_kwargs.items()
+                   if k not in SECRET_PARAMS and isinstance(v, (str, int, float, bool, type(None)))}}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LM:
+        return self   # an LM holds clients and locks: programs copied for optimisation share it
+
+    def __repr__(self) -> str:
+        return f"LM({self.model!r}, {self.kwargs})"
