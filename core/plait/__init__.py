@@ -1,3 +1,64 @@
-"""plait: programming, not prompting, language models."""
+"""plait: programming, not prompting, language models.
+
+The public API mirrors DSPy's, so ``import plait as dspy`` runs DSPy programs. Submodules load
+lazily on first attribute access: ``import plait`` itself imports almost nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # signatures
+    "Signature": "plait.signatures", "InputField": "plait.signatures", "OutputField": "plait.signatures",
+    "ensure_signature": "plait.signatures", "make_signature": "plait.signatures",
+    # primitives
+    "Example": "plait.primitives", "Prediction": "plait.primitives", "Completions": "plait.primitives",
+    "Module": "plait.primitives", "Parameter": "plait.primitives",
+    # modules
+    "Predict": "plait.predict", "ChainOfThought": "plait.predict",
+    # LMs
+    "LM": "plait.lm.base", "BaseLM": "plait.lm.base", "inspect_history": "plait.lm.history",
+    "track_usage": "plait.lm.usage", "configure_cache": "plait.lm.cache",
+    # adapters
+    "Adapter": "plait.adapters", "ChatAdapter": "plait.adapters", "JSONAdapter": "plait.adapters",
+    "TemplateAdapter": "plait.adapters",
+    # settings
+    "configure": "plait.settings", "context": "plait.settings",
+    # evaluation
+    "Evaluate": "plait.evaluate",
+    # plugins and registry
+    "hookimpl": "plait.hookspecs", "retriever": "plait.registry", "embedder": "plait.registry",
+    "teleprompter": "plait.registry",
+    # errors
+    "PlaitError": "plait.errors", "SignatureError": "plait.errors", "AdapterParseError": "plait.errors",
+    "ConfigurationError": "plait.errors", "StateError": "plait.errors", "PluginError": "plait.errors",
+    "MissingExtraError": "plait.errors", "UnknownBackendError": "plait.errors", "LMError": "plait.errors",
+}
+_ALIASES = {"BaseLM": "LM"}
+_SUBMODULES = frozenset({"evaluate", "teleprompt", "adapters", "signatures", "primitives", "predict",
+                         "lm", "testing", "settings", "plugins", "registry", "hookspecs", "backends",
+                         "errors", "utils", "datasets", "retrieve"})
+
+# ``plait.settings`` is the settings module; it forwards attribute reads to the Settings object,
+# so ``plait.settings.lm`` and ``plait.settings.configure(...)`` both work as in DSPy.
+__all__ = sorted(_EXPORTS) + ["__version__", "settings"]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is not None:
+        value = getattr(importlib.import_module(module_name), _ALIASES.get(name, name))
+        globals()[name] = value   # later lookups skip __getattr__
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"plait.{name}")
+    raise AttributeError(f"module 'plait' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | _SUBMODULES)
