@@ -10,11 +10,13 @@ class Example:
     """A training or evaluation record: ``Example(question="...", answer="...")``.
 
     ``with_inputs("question")`` marks which keys are inputs; ``inputs()`` and ``labels()``
-    split the record accordingly. Keys starting with ``_`` are private (``dspy_uuid`` etc. are
-    kept as ordinary keys).
+    split the record accordingly. Every key is an ordinary field (``dspy_uuid`` etc. included).
     """
 
     __slots__ = ("_store", "_input_keys")
+    # Attribute names that live in slots, not in the record. Subclasses that add slots extend
+    # this set, so ``__setattr__`` and copy/pickle (which restore slots with setattr) find them.
+    _slot_names: frozenset[str] = frozenset(__slots__)
 
     def __init__(self, base: Example | dict[str, Any] | None = None, **kwargs: Any):
         if base is None:
@@ -34,7 +36,8 @@ class Example:
 
     # --- attribute and item access ------------------------------------------------------
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("__") and key.endswith("__"):
+        # Dunders and unset slots (during copy/unpickle) must not be looked up in the record.
+        if (key.startswith("__") and key.endswith("__")) or key in self._slot_names:
             raise AttributeError(key)
         try:
             return self._store[key]
@@ -43,7 +46,7 @@ class Example:
                                  f"it has {sorted(self._store)}") from None
 
     def __setattr__(self, key: str, value: Any) -> None:
-        if key in Example.__slots__:
+        if key in self._slot_names:
             object.__setattr__(self, key, value)
         else:
             self._store[key] = value

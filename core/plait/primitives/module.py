@@ -1,0 +1,386 @@
+"""Module (a program that composes steps) and Parameter (a learnable step, such as Predict).
+
+Parameters are discovered by walking the module's attributes (and lists, tuples and dicts inside
+them); no metaclass and no caller-frame inspection, so a subclass need not call ``__init__``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+from plait.errors import PlaitError, StateError
+from plait.primitives import persistence
+from plait.primitives.example import Example
+
+# Attribute names discovery never looks inside. Each holds data that never contains parameters
+# and may be long, so walking it would only cost time: a module's LM call history, DSPy-style
+# callback lists, and a predictor's demos (Examples).
+NOT_WALKED = frozenset({"history", "callbacks", "demos"})
+
+
+class Parameter:
+    """A learnable unit of a program (Predict is one): its state can be dumped, checked and loaded."""
+
+    # True for a Parameter that is also a Module but holds no parameters of its own (Predict):
+    # discovery then does not look inside it. False (the safe default) looks inside.
+    leaf_parameter: ClassVar[bool] = False
+
+    def dump_state(self) -> dict[str, Any]:
+        """The learnable state as a JSON-safe dict."""
+        raise NotImplementedError(f"{type(self).__name__} is a Parameter but does not define dump_state(); "
+                                  f"return its learnable state as a JSON-safe dict")
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Replace the learnable state with ``state`` (as returned by ``dump_state``)."""
+        raise NotImplementedError(f"{type(self).__name__} is a Parameter but does not define load_state(state)")
+
+    def validate_state(self, state: dict[str, Any]) -> None:
+        """Raise StateError naming the mismatch if ``state`` cannot be loaded; never changes self."""
+        raise NotImplementedError(f"{type(self).__name__} is a Parameter but does not define "
+                                  f"validate_state(state); raise plait.errors.StateError on a bad state")
+
+    def reset(self) -> None:
+        """Forget everything learned (demos, tuned instructions...)."""
+        raise NotImplementedError(f"{type(self).__name__} is a Parameter but does not define reset()")
+
+
+class BatchError(PlaitError, RuntimeError):
+    """``Module.batch`` stopped because more examples failed than ``max_errors`` allows.
+
+    The error that tipped it over is chained as ``__cause__``.
+    """
+
+
+class Module:
+    """A program: subclass it, create predictors in ``__init__`` and compose them in ``forward``."""
+
+    def __init__(self, callbacks: list[Any] | None = None) -> None:
+        # Kept for DSPy compatibility; plait's instrumentation goes through plugin hooks.
+        self.callbacks = list(callbacks) if callbacks else []
+        self._compiled = False
+
+    # --- calling --------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} has no forward(); define forward(self, ...) "
+                                  f"to say what the program does with its inputs")
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.aforward(*args, **kwargs)
+
+    async def aforward(self, *args: Any, **kwargs: Any) -> Any:
+        """Runs ``forward`` in a worker thread; to_thread carries the caller's contextvars over."""
+        import asyncio
+
+        return await asyncio.to_thread(self.forward, *args, **kwargs)
+
+    # --- discovery ------------------------------------------------------------------------
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        """Every Parameter reachable from the attributes, once each, in attribute order."""
+        named: list[tuple[str, Parameter]] = [("self", self)] if isinstance(self, Parameter) else []
+        named.extend((name, value) for name, value, _, _ in _walk(self) if isinstance(value, Parameter))
+        return named
+
+    def parameters(self) -> list[Parameter]:
+        return [parameter for _, parameter in self.named_parameters()]
+
+    def named_predictors(self) -> list[tuple[str, Parameter]]:
+        """The parameters that are predictors (they have a ``signature``)."""
+        return [(name, p) for name, p in self.named_parameters() if hasattr(p, "signature")]
+
+    def predictors(self) -> list[Parameter]:
+        return [predictor for _, predictor in self.named_predictors()]
+
+    def named_sub_modules(self, type_: type | None = None, skip_compiled: bool = False) -> list[tuple[str, Any]]:
+        """``("self", self)`` then every Module reachable from the attributes (of ``type_`` if given)."""
+        wanted = Module if type_ is None else type_
+        found = [("self", self)] if isinstance(self, wanted) else []
+        found.extend((name, value) for name, value, _, _ in _walk(self, skip_compiled) if isinstance(value, wanted))
+        return found
+
+    def map_named_predictors(self, func: Callable[[Any], Any]) -> Module:
+        """Replace every predictor ``p`` with ``func(p)`` where it is stored; returns self."""
+        if isinstance(self, Parameter) and hasattr(self, "signature"):
+            raise TypeError(f"this {type(self).__name__} is itself a predictor and cannot replace itself; "
+                            f"call func(program) instead")
+        for name, value, owner, key in _walk(self):
+            if isinstance(value, Parameter) and hasattr(value, "signature"):
+                replacement = func(value)
+                if isinstance(owner, tuple):
+                    raise TypeError(f"cannot replace predictor {name}: it is stored in a tuple; use a list")
+                if isinstance(owner, (list, dict)):
+                    owner[key] = replacement
+                else:
+                    setattr(owner, key, replacement)
+        return self
+
+    # --- copies ---------------------------------------------------------------------------
+    def deepcopy(self) -> Module:
+        """An independent copy (LMs and retrievers define ``__deepcopy__`` to stay shared)."""
+        return copy.deepcopy(self)
+
+    def reset_copy(self) -> Module:
+        """A deep copy with every parameter reset (no demos, no tuned instructions)."""
+        new = self.deepcopy()
+        for parameter in new.parameters():
+            parameter.reset()
+        return new
+
+    # --- LMs ------------------------------------------------------------------------------
+    def set_lm(self, lm: Any) -> None:
+        """Use ``lm`` for every predictor of this program."""
+        for _, predictor in self.named_predictors():
+            predictor.lm = lm
+
+    def get_lm(self) -> Any:
+        """The LM every predictor uses; ValueError when they use different ones."""
+        named = self.named_predictors()
+        if not named:
+            raise ValueError(f"{type(self).__name__} has no predictors, so it uses no LM")
+        first = getattr(named[0][1], "lm", None)
+        for name, predictor in named[1:]:
+            if getattr(predictor, "lm", None) is not first:
+                raise ValueError(f"the predictors use different LMs ({named[0][0]} and {name} differ), so there "
+                                 f"is no single LM to return; call set_lm(lm) to use one LM everywhere")
+        return first
+
+    # --- state ----------------------------------------------------------------------------
+    def dump_state(self) -> dict[str, Any]:
+        """``{parameter name: parameter state}`` for every parameter."""
+        return _dump_states(self.named_parameters())
+
+    def validate_state(self, state: Mapping[str, Any]) -> None:
+        """Raise StateError if ``state`` does not fit this program; changes nothing."""
+        _check_states(self, self.named_parameters(), state, "state")
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Load every parameter's state; all or nothing (checked first, rolled back on failure)."""
+        named = self.named_parameters()
+        _check_states(self, named, state, "state")
+        _load_states(named, state)
+
+    def save(self, path: str | os.PathLike[str], *, save_program: bool = False) -> None:
+        """Write every parameter's state to ``path`` as versioned JSON, atomically."""
+        if save_program:
+            raise NotImplementedError(
+                "plait saves a program's state only, by design: whole-program saving (save_program=True) "
+                "would need pickle, which can run arbitrary code when loaded. Save with "
+                "program.save(path), then rebuild the program in code and call program.load(path)")
+        if os.fspath(path).endswith(".pkl"):
+            raise StateError(f"cannot save to {os.fspath(path)!r}: plait writes JSON, never pickle; "
+                             f"use a .json path")
+        # not self.dump_state(): a Parameter-module (Predict) overrides that with its own state
+        parameters = _dump_states(self.named_parameters())
+        persistence.save_state(path, persistence.make_document(type(self).__qualname__, parameters))
+
+    def load(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> None:
+        """Load a file written by ``save``. The whole file is checked before the program changes."""
+        if allow_pickle:
+            raise NotImplementedError("plait never unpickles (a pickle can run arbitrary code); "
+                                      "it loads the JSON files program.save(path) writes")
+        document = persistence.read_state(path)
+        named = self.named_parameters()
+        _check_states(self, named, document["parameters"], os.fspath(path), document.get("program"))
+        _load_states(named, document["parameters"])
+
+    # --- running many ---------------------------------------------------------------------
+    def batch(self, examples: Iterable[Example | Mapping[str, Any]], num_threads: int | None = None,
+              max_errors: int | None = None, return_failed_examples: bool = False,
+              provide_traceback: bool | None = None, disable_progress_bar: bool = False) -> Any:
+        """Run the program on each example in threads; results come back in input order.
+
+        A failed example gives None in ``results``. With ``return_failed_examples`` the return is
+        ``(results, failed_examples, exceptions)`` (both in input order). More than ``max_errors``
+        failures (default ``plait.settings.max_errors``) raise BatchError. Workers run in a copy of
+        the caller's context, so ``plait.context(lm=...)`` applies inside them.
+        """
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        from plait.settings import settings
+
+        examples = list(examples)
+        calls = [_batch_kwargs(example, index) for index, example in enumerate(examples)]
+        threads = _positive_int("num_threads", settings.get("num_threads", 8) if num_threads is None else num_threads)
+        limit = settings.get("max_errors") if max_errors is None else max_errors
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"batch(max_errors={limit!r}): max_errors must be an int >= 0 or None")
+        results: list[Any] = [None] * len(calls)
+        failures: list[tuple[int, Exception]] = []
+        if not calls:
+            return (results, [], []) if return_failed_examples else results
+        pool = ThreadPoolExecutor(max_workers=min(threads, len(calls)), thread_name_prefix="plait-batch")
+        try:
+            # one context copy per example: the caller's settings, and no leaks between examples
+            futures = {pool.submit(contextvars.copy_context().run, _call_program, self, kwargs): index
+                       for index, kwargs in enumerate(calls)}
+            for future in as_completed(futures):
+                index = futures[future]
+                error = future.exception()
+                if error is None:
+                    results[index] = future.result()
+                    continue
+                if not isinstance(error, Exception):
+                    raise error   # KeyboardInterrupt / SystemExit in a worker stop the batch
+                failures.append((index, error))
+                _logger().warning("batch: example %d failed: %s: %s", index, type(error).__name__, error,
+                               exc_info=error if provide_traceback else None)
+                if limit is not None and len(failures) > limit:
+                    raise BatchError(f"batch stopped after {len(failures)} failed examples (max_errors={limit}) "
+                                     f"of {len(calls)}; the last failure (example {index}) is chained below. "
+                                     f"Fix the program, or pass a larger max_errors") from error
+        finally:
+            # pending examples are cancelled; running ones finish, so nothing runs after we return
+            pool.shutdown(wait=True, cancel_futures=True)
+        failures.sort(key=lambda failure: failure[0])
+        if return_failed_examples:
+            return results, [examples[i] for i, _ in failures], [error for _, error in failures]
+        return results
+
+    # --- display --------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        lines = []
+        for name, predictor in self.named_predictors():
+            shown = (f"{type(predictor).__name__}({getattr(predictor, 'signature', '')!r})"
+                     if predictor is self else repr(predictor))
+            lines.append(f"  {name} = {shown}")
+        body = "\n".join(lines)
+        return f"{type(self).__name__}(\n{body}\n)" if lines else f"{type(self).__name__}()"
+
+
+# --- discovery ----------------------------------------------------------------------------
+# A found object with where it is stored: (name, object, owner, key), where owner is the module
+# holding it as attribute ``key`` or the list / tuple / dict holding it at ``key``.
+_Found = tuple[str, Any, Any, Any]
+
+
+def _walk(root: Module, skip_compiled: bool = False) -> list[_Found]:
+    """Every Module and Parameter reachable from ``root``'s attributes, depth first, once each."""
+    found: list[_Found] = []
+    if not (isinstance(root, Parameter) and root.leaf_parameter):
+        _walk_attributes(root, "", {id(root)}, found, skip_compiled)
+    return found
+
+
+def _walk_attributes(module: Any, prefix: str, seen: set[int], found: list[_Found], skip_compiled: bool) -> None:
+    for attribute, value in list(getattr(module, "__dict__", {}).items()):
+        if attribute not in NOT_WALKED:
+            _walk_value(value, prefix + attribute, module, attribute, seen, found, skip_compiled)
+
+
+def _walk_value(value: Any, name: str, owner: Any, key: Any, seen: set[int], found: list[_Found],
+                skip_compiled: bool) -> None:
+    is_parameter = isinstance(value, Parameter)
+    if is_parameter or isinstance(value, Module):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        found.append((name, value, owner, key))
+        if (isinstance(value, Module) and not (is_parameter and value.leaf_parameter)
+                and not (skip_compiled and getattr(value, "_compiled", False))):
+            _walk_attributes(value, name + ".", seen, found, skip_compiled)
+    elif isinstance(value, (list, tuple, dict)):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, dict):
+            for item_key, item in list(value.items()):
+                _walk_value(item, f"{name}[{item_key!r}]", value, item_key, seen, found, skip_compiled)
+        else:
+            for index, item in enumerate(value):
+                _walk_value(item, f"{name}[{index}]", value, index, seen, found, skip_compiled)
+
+
+# --- state helpers ------------------------------------------------------------------------
+def _state_method(parameter: Any, method: str) -> Callable[..., Any]:
+    """``parameter.<method>``, refusing Module's program-level version on a Parameter that did not
+    define its own (it would describe the parameter's sub-parameters, or recurse forever)."""
+    if isinstance(parameter, Module) and getattr(type(parameter), method) is getattr(Module, method):
+        raise NotImplementedError(f"{type(parameter).__name__} is a Parameter but does not define {method}(); "
+                                  f"a Parameter must define dump_state, load_state, validate_state and reset")
+    return getattr(parameter, method)
+
+
+def _dump_states(named: list[tuple[str, Parameter]]) -> dict[str, Any]:
+    return {name: _state_method(parameter, "dump_state")() for name, parameter in named}
+
+
+def _check_states(program: Module, named: list[tuple[str, Parameter]], state: Any, source: str,
+                  saved_from: str | None = None) -> None:
+    """Raise StateError unless ``state`` has exactly these parameters, each accepting its state."""
+    if not isinstance(state, Mapping):
+        raise StateError(f"{source}: a program state maps parameter names to states; got {type(state).__name__}")
+    ours = type(program).__qualname__
+    origin = f" (the file is from {saved_from!r}; this program is {ours!r})" if saved_from else ""
+    names = [name for name, _ in named]
+    for name in names:
+        if name not in state:
+            raise StateError(f"{source}: parameter {name!r} of this program is missing from the saved state; "
+                             f"it was saved from a different program structure{origin}. Load it into the "
+                             f"program it was saved from, or save this program again")
+    known = set(names)
+    for name in state:
+        if name not in known:
+            raise StateError(f"{source}: the saved state has a parameter {name!r} that this program does not "
+                             f"have; it was saved from a different program structure{origin}. This program's "
+                             f"parameters are {names}")
+    for name, parameter in named:
+        try:
+            _state_method(parameter, "validate_state")(state[name])
+        except StateError as error:
+            raise StateError(f"{source}: parameter {name!r}: {error}") from error
+        except (TypeError, ValueError, KeyError, AttributeError) as error:
+            raise StateError(f"{source}: parameter {name!r} rejected its saved state: "
+                             f"{type(error).__name__}: {error}") from error
+
+
+def _load_states(named: list[tuple[str, Parameter]], state: Mapping[str, Any]) -> None:
+    """Load each state; if one load fails, put back what the earlier ones (and it) held before."""
+    backups = [_state_method(parameter, "dump_state")() for _, parameter in named]
+    attempted = 0
+    try:
+        for name, parameter in named:
+            attempted += 1
+            _state_method(parameter, "load_state")(state[name])
+    except BaseException:
+        for (_, parameter), backup in zip(named[:attempted], backups):
+            try:
+                _state_method(parameter, "load_state")(backup)
+            except Exception:  # noqa: BLE001 - best effort; the original error is what matters
+                _logger().warning("could not restore the state of %r after a failed load", parameter)
+        raise
+
+
+def _logger() -> Any:
+    import logging   # imported on first failure only: keeps ``import plait`` light
+
+    return logging.getLogger("plait.primitives")
+
+
+# --- batch helpers ------------------------------------------------------------------------
+def _batch_kwargs(example: Any, index: int) -> Mapping[str, Any]:
+    if isinstance(example, Example):
+        try:
+            return example.inputs()
+        except ValueError as error:
+            raise ValueError(f"batch: examples[{index}] has no input keys; call "
+                             f".with_inputs('question', ...) on each example first") from error
+    if isinstance(example, Mapping):
+        return example
+    raise TypeError(f"batch: examples[{index}] is a {type(example).__name__}; pass Examples "
+                    f"(with .with_inputs(...)) or dicts of keyword arguments")
+
+
+def _call_program(program: Module, kwargs: Mapping[str, Any]) -> Any:
+    return program(**kwargs)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"batch({name}={value!r}): {name} must be an int >= 1")
+    return value
