@@ -34,7 +34,7 @@ class LM:
     def __init__(self, model: str, *, model_type: str = "chat", cache: bool = True,
                  num_retries: int = 3, backend: Any = None, **kwargs: Any):
         if not isinstance(model, str) or not model:
-            raise ValueError("plait.LM needs a model name like 'openai/gpt-4o-mini' or 'llamacpp/smollm2-135m'")
+            raise ValueError("plait.LM needs a 'provider/model' name, like 'openai/gpt-4o-mini' or 'llamacpp/smollm2-135m'")
         if model_type not in ("chat", "text"):
             raise ValueError(f"model_type must be 'chat' or 'text', not {model_type!r}")
         self.model = model

@@ -26,7 +26,7 @@ def backoff_delay(attempt: int, error: LMError, *, base: float = 0.5, cap: float
 
 
 def call_with_retries(fn: Callable[[A], T], arg: A, *, num_retries: int, source: str = "",
-                      sleep: Callable[[float], None] = time.sleep, base_delay: float = 0.5) -> T:
+                      sleep: Callable[[float], None] | None = None, base_delay: float = 0.5) -> T:
     """``fn(arg)``, retried up to ``num_retries`` times on retryable :class:`LMError`."""
     attempt = 0
     while True:
@@ -39,5 +39,5 @@ def call_with_retries(fn: Callable[[A], T], arg: A, *, num_retries: int, source:
             from plait.plugins import emit  # lazy: only on the (rare) retry path
             emit("lm.retry", source=source, attempt=attempt + 1, max_retries=num_retries,
                  delay=delay, error=f"{type(error).__name__}: {error}")
-            sleep(delay)
+            (sleep or time.sleep)(delay)   # looked up per call so tests can patch time.sleep
             attempt += 1

@@ -21,6 +21,8 @@ class Predict(Module, Parameter):
     n, max_tokens, ...), ``lm=``, ``demos=``, ``signature=``, ``adapter=``.
     """
 
+    leaf_parameter = True   # discovery does not look inside a Predict
+
     def __init__(self, signature: str | Signature | type[Signature], *, adapter: Any = None,
                  **config: Any):
         self.signature: Signature = ensure_signature(signature)
