@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "trace": None,             # a list collecting (predictor, inputs, prediction) when set
     "num_threads": 8,          # default pool size for Evaluate / batch / optimizers
     "max_errors": 10,          # Evaluate / batch stop after this many failures
-    "track_usage": True,       # attach per-call LM usage to predictions
+    "track_usage": False,      # attach LM usage to the Prediction of each top-level module call
     "display_progress": False,
 }
 

@@ -120,3 +120,25 @@ async def test_async_predict():
     lm = DummyLM([{"answer": "async"}])
     pred = await plait.Predict("question -> answer").acall(question="q", lm=lm)
     assert pred.answer == "async"
+
+
+def test_usage_is_attached_to_top_level_prediction_when_tracking():
+    class TwoSteps(plait.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = plait.Predict("question -> answer")
+            self.second = plait.Predict("answer -> summary")
+
+        def forward(self, question):
+            answer = self.first(question=question).answer
+            return self.second(answer=answer)
+
+    lm = DummyLM([{"answer": "a"}, {"summary": "s"}])
+    plait.configure(lm=lm, track_usage=True)
+    pred = TwoSteps()(question="q")
+    usage = pred.get_lm_usage()
+    assert set(usage) == {"dummy/dummy"}
+    total_from_history = sum(entry["usage"].total_tokens for entry in lm.history)
+    assert usage["dummy/dummy"]["total_tokens"] == total_from_history > 0
+    plait.configure(lm=DummyLM([{"answer": "a"}, {"summary": "s"}]), track_usage=False)
+    assert TwoSteps()(question="q").get_lm_usage() is None

@@ -64,7 +64,7 @@ class Predict(Module, Parameter):
         if args:
             raise TypeError(f"{type(self).__name__} takes keyword arguments named after its input fields, "
                             f"e.g. predict({', '.join(f'{n}=...' for n in self.signature.input_fields)})")
-        return self.forward(**kwargs)
+        return Module.__call__(self, **kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Prediction:
         if args:

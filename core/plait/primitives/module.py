@@ -55,6 +55,24 @@ class BatchError(PlaitError, RuntimeError):
     """
 
 
+_tracking: contextvars.ContextVar[bool] = contextvars.ContextVar("plait_module_tracking", default=False)
+
+
+def _call_tracking_usage(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+    """Run the outermost module call under a usage tracker; attach the usage to its Prediction."""
+    from plait.lm.usage import track_usage
+    from plait.primitives.prediction import Prediction
+    token = _tracking.set(True)
+    try:
+        with track_usage() as tracker:
+            result = fn(*args, **kwargs)
+    finally:
+        _tracking.reset(token)
+    if isinstance(result, Prediction):
+        result.set_lm_usage(tracker.by_model())
+    return result
+
+
 class Module:
     """A program: subclass it, create predictors in ``__init__`` and compose them in ``forward``."""
 
@@ -65,7 +83,10 @@ class Module:
 
     # --- calling --------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        from plait.settings import settings
+        if not settings.track_usage or _tracking.get():
+            return self.forward(*args, **kwargs)
+        return _call_tracking_usage(self.forward, args, kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward(); define forward(self, ...) "
