@@ -31,16 +31,18 @@ class AdapterParseError(PlaitError, ValueError):
     """The LM's completion could not be parsed into the signature's output fields.
 
     ``completion`` holds the raw text the LM produced (nothing is lost), ``adapter`` the
-    adapter's name and ``signature`` the signature being parsed.
+    adapter's name, ``signature`` the signature being parsed, ``parsed`` the fields that did parse
+    and ``field`` the output field whose value failed validation (None when fields were missing).
     """
 
     def __init__(self, message: str, *, completion: str = "", adapter: str = "", signature=None,
-                 parsed: dict | None = None):
+                 parsed: dict | None = None, field: str | None = None):
         super().__init__(message)
         self.completion = completion
         self.adapter = adapter
         self.signature = signature
         self.parsed = parsed or {}
+        self.field = field
 
 
 class StateError(PlaitError, ValueError):

@@ -183,10 +183,8 @@ class Adapter(ABC):
     # --- helpers for subclasses -----------------------------------------------------------
     def _error(self, signature: Any, message: str, text: str, parsed: Mapping[str, Any],
                field: str | None = None) -> AdapterParseError:
-        error = AdapterParseError(message, completion=text, adapter=self.name, signature=signature,
-                                  parsed=dict(parsed))
-        error.field = field  # type: ignore[attr-defined]  # the field that failed validation, if any
-        return error
+        return AdapterParseError(message, completion=text, adapter=self.name, signature=signature,
+                                 parsed=dict(parsed), field=field)
 
     def _typed(self, signature: Any, text: str, infos: Sequence[FieldInfo],
                raw: Mapping[str, str], parsed: dict[str, Any]) -> dict[str, Any]:

@@ -140,7 +140,7 @@ class TemplateAdapter(Adapter):
         if count == len(plan.outputs):   # nothing to continue (cannot happen after a parse error)
             return super()._next_request(signature, original, current, error, lm)
         info = plan.outputs[count]
-        invalid = getattr(error, "field", None) == info.name
+        invalid = error.field == info.name
         label = f"{info.label} ({info.hint}):" if invalid and info.hint else f"{info.label}:"
         done = "".join(f"{o.label}: {render_value(o, known[o.name])}\n" for o in plan.outputs[:count])
         if original.prompt is not None:
