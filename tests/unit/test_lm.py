@@ -197,3 +197,18 @@ def test_unknown_provider_lists_known_ones():
 async def test_async_call():
     lm = make_lm(["async answer"])
     assert await lm.acall("q") == ["async answer"]
+
+
+def test_stream_yields_chunks_and_records_history():
+    class Streaming(ScriptedBackend):
+        capabilities = LMCapabilities(streaming=True)
+
+        def stream(self, request):
+            self.requests.append(request)
+            yield from ["Par", "is"]
+
+    lm = plait.LM("fake/model", backend=Streaming(["unused"]), cache=False)
+    assert list(lm.stream(messages=[{"role": "user", "content": "q"}])) == ["Par", "is"]
+    assert lm.history[-1]["outputs"] == ["Paris"]
+    with pytest.raises(NotImplementedError, match="cannot stream"):
+        list(make_lm(["x"]).stream(prompt="q"))

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from plait.errors import PluginError
 from plait.lm.history import inspect_history, record
-from plait.lm.types import SECRET_PARAMS, LMCapabilities, LMRequest, LMResponse, RequestContext
+from plait.lm.types import SECRET_PARAMS, LMCapabilities, LMRequest, LMResponse, RequestContext, Usage
 from plait.lm.usage import active_trackers
 
 # Request parameters understood across OpenAI-compatible and local backends.
@@ -91,6 +92,19 @@ class LM:
 
     async def agenerate(self, **kwargs: Any) -> LMResponse:
         return await self.arequest(self.build_request(**kwargs))
+
+    def stream(self, *, messages: list[dict[str, Any]] | None = None, prompt: str | None = None,
+               prefill: str | None = None, **params: Any) -> Iterator[str]:
+        """Yield text chunks as the backend produces them (not cached; recorded in history at the end)."""
+        request = self.build_request(messages=messages, prompt=prompt, prefill=prefill, **params)
+        stream = getattr(self.backend, "stream", None)
+        if stream is None or not self.capabilities.streaming:
+            raise NotImplementedError(f"the {self.provider!r} backend cannot stream; call lm.generate(...) instead")
+        chunks: list[str] = []
+        for chunk in stream(request):
+            chunks.append(chunk)
+            yield chunk
+        self._record(request, LMResponse(["".join(chunks)], Usage(), self.model))
 
     def __call__(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None,
                  **params: Any) -> list[str]:
