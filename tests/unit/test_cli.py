@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import subprocess
 import sys
@@ -14,17 +13,8 @@ from plait.backends import LMBackend, RetrieverBackend
 from plait.hookspecs import hookimpl
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins(monkeypatch):
-    real = importlib.metadata.entry_points
-    # hide installed plugins so the listing holds only what these tests register
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **selection: [
-        ep for ep in real(**selection)
-        if ep.dist is not None and ep.dist.metadata["Name"].startswith("test-")])
-    monkeypatch.setattr(plugins, "BUILTIN_PLUGINS", ("plait.builtins.progress",))
-    plugins.reset()
-    yield
-    plugins.reset()
+# installed plugins are hidden: only the distributions these tests write ("test-*") load
+pytestmark = pytest.mark.usefixtures("only_test_plugins")
 
 
 def make(**config):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 
 import pytest
@@ -14,19 +13,8 @@ from plait.errors import MissingExtraError, PluginError, UnknownBackendError
 from plait.hookspecs import hookimpl
 
 
-@pytest.fixture(autouse=True)
-def fresh_plugins(monkeypatch):
-    real = importlib.metadata.entry_points
-    # hide installed plugins: only the distributions these tests write ("test-*") load
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **selection: [
-        ep for ep in real(**selection)
-        if ep.dist is not None and ep.dist.metadata["Name"].startswith("test-")])
-    monkeypatch.setattr(plugins, "BUILTIN_PLUGINS", ("plait.builtins.progress",))
-    for variable in ("PLAIT_PLUGINS", "PLAIT_STRICT_PLUGINS"):
-        monkeypatch.delenv(variable, raising=False)
-    plugins.reset()
-    yield
-    plugins.reset()
+# installed plugins are hidden: only the distributions these tests write ("test-*") load
+pytestmark = pytest.mark.usefixtures("only_test_plugins")
 
 
 class Registers:
