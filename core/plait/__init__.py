@@ -29,6 +29,9 @@ _EXPORTS: dict[str, str] = {
     "TemplateAdapter": "plait.adapters",
     # settings
     "configure": "plait.settings", "context": "plait.settings",
+    # retrieval
+    "Retrieve": "plait.retrieve", "Passage": "plait.retrieve", "Retriever": "plait.retrieve",
+    "Embedder": "plait.retrieve",
     # evaluation
     "Evaluate": "plait.evaluate",
     # plugins and registry

@@ -83,13 +83,15 @@ def plait_lm_call(lm: Any, request: LMRequest) -> LMResponse | None:
 
 
 @hookspec(firstresult=True)
-def plait_retrieve(retriever: Any, queries: list[str], k: int) -> list[list[Any]] | None:
+def plait_retrieve(retriever: Any, queries: list[str], k: int, options: dict[str, Any]) -> list[list[Any]] | None:
     """Answer a batch of retrieval queries.
 
     Args:
         retriever: the retriever being asked.
         queries: the query strings.
         k: passages wanted per query.
+        options: search options for ``retriever.search`` (e.g. ``{"filter": {...}}``); empty
+            when none were given. An implementation may leave this argument out.
 
     Returns:
         One list of ``Passage`` per query, sorted by score (best first), or None to let the next

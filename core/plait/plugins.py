@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plait.builtins.cache",
     "plait.builtins.lm_call",
     "plait.builtins.progress",
+    "plait.builtins.retrieval",
 )
 
 

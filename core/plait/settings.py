@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 DEFAULTS: dict[str, Any] = {
     "lm": None,                # the default LM (plait.LM)
-    "rm": None,                # the default retriever
+    "rm": None,                # the default retriever (plait.Retrieve uses it)
     "adapter": None,           # None (automatic), an adapter name or an Adapter
     "adapter_retries": 1,      # re-asks with the parse error fed back, per call
     "trace": None,             # a list collecting (predictor, inputs, prediction) when set

@@ -20,6 +20,7 @@ import re
 import typing
 from typing import Any, Literal, Union
 
+from plait.retrieve.passage import Passage
 from plait.signatures.textscan import clean_word, load_structured, shorten, split_items
 from plait.signatures.typeexpr import NoneType, is_text, is_union, parse_type, type_name
 
@@ -310,6 +311,9 @@ def format_value(value: Any, annotation: Any = str) -> str:
         return value
     if isinstance(value, enum.Enum):
         return format_value(value.value, annotation)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(item, Passage) for item in value):
+        # retrieved context reads best as numbered quotes, not as JSON objects
+        return "\n".join(f"[{i}] «{item.text}»" for i, item in enumerate(value, 1))
     return json.dumps(value, ensure_ascii=False, default=_json_default)
 
 
