@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     # LMs
     "LM": "plait.lm.base", "BaseLM": "plait.lm.base", "inspect_history": "plait.lm.history",
     "track_usage": "plait.lm.usage", "configure_cache": "plait.lm.cache",
+    "OpenAI": "plait.lm.aliases", "HFClientVLLM": "plait.lm.aliases", "OllamaLocal": "plait.lm.aliases",
     # adapters
     "Adapter": "plait.adapters", "ChatAdapter": "plait.adapters", "JSONAdapter": "plait.adapters",
     "TemplateAdapter": "plait.adapters",
