@@ -1,4 +1,5 @@
-"""The ``plait`` command: ``plait plugins`` lists every backend and the plugin behind it."""
+"""The ``plait`` command: ``plait plugins`` lists every backend and the plugin behind it;
+``plait serve`` hosts a retriever or a program over HTTP (the plait_server package, plait[server])."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from plait import plugins, registry
-from plait.errors import PlaitError
+from plait.errors import MissingExtraError, PlaitError
 
 BACKEND_COLUMNS = ("kind", "name", "plugin", "extra", "installed", "summary")
 HOOK_COLUMNS = ("plugin", "distribution", "version", "builtin", "hooks")
@@ -26,7 +27,30 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.add_argument("--hooks", action="store_true",
                          help="list the loaded plugins and the hooks each implements")
+    _add_serve_parser(commands)
     return parser
+
+
+def _add_serve_parser(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="serve a retriever or a program over HTTP (needs plait[server])",
+        description="Serve a retriever (ColBERTv2 protocol at /search, plait JSON at /retrieve) or a "
+                    "program (/predict) over HTTP, with an OpenAPI schema at /openapi.json.")
+    kinds = serve.add_subparsers(dest="serve_kind", metavar="WHAT")
+    retriever = kinds.add_parser(
+        "retriever", help="serve a configured retriever",
+        description='CONFIG is a JSON or TOML file naming a registered retriever and its settings, '
+                    'e.g. {"retriever": "bm25", "path": "index", "corpus": "passages.jsonl"}.')
+    retriever.add_argument("config", help="the retriever config file (.json or .toml)")
+    program = kinds.add_parser(
+        "program", help="serve a program at /predict",
+        description="TARGET is MODULE:ATTR: a plait Module, or a factory returning one (configure the "
+                    "LM there).")
+    program.add_argument("target", help="MODULE:ATTR of the program or its factory")
+    program.add_argument("--state", help="a saved program file (program.save) to load into it")
+    for parser in (retriever, program):
+        parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+        parser.add_argument("--port", type=int, default=8893, help="port to listen on (default 8893)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,8 +62,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     if args.command == "plugins":
         return _plugins_command(as_json=args.json, hooks=args.hooks)
+    if args.command == "serve":
+        if args.serve_kind is None:
+            print("plait: error: say what to serve: plait serve retriever CONFIG | plait serve program "
+                  "MODULE:ATTR (see plait serve --help)", file=sys.stderr)
+            return 2
+        return _serve_command(args)
     parser.print_help(sys.stderr)
     return 2
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    try:  # the server lives in plait_server; fastapi / uvicorn are checked there, before any work
+        try:
+            from plait_server import serve
+        except ImportError as exc:
+            raise MissingExtraError("plait serve needs the plait_server package with fastapi and "
+                                    "uvicorn: pip install 'plait[server]'") from exc
+        if args.serve_kind == "retriever":
+            app = serve.retriever_app(args.config)
+        else:
+            app = serve.program_app(args.target, args.state)
+    except (PlaitError, ValueError, TypeError, OSError) as exc:
+        print(f"plait: error: {exc}", file=sys.stderr)
+        return 1
+    serve.run(app, host=args.host, port=args.port)
+    return 0
 
 
 def _plugins_command(*, as_json: bool, hooks: bool) -> int:

@@ -116,3 +116,40 @@ def test_python_dash_m_plait_runs_the_cli():
                             capture_output=True, text=True)
     assert result.returncode == 0
     assert "--hooks" in result.stdout and "--json" in result.stdout
+
+
+# --- plait serve (plumbing only: the app itself is tested in test_server.py) -----------------
+
+def test_serve_needs_to_know_what_to_serve(capsys):
+    assert cli.main(["serve"]) == 2
+    assert "plait serve retriever CONFIG | plait serve program MODULE:ATTR" in capsys.readouterr().err
+
+
+def test_serve_without_the_server_extra_names_the_install_line(monkeypatch, capsys):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "uvicorn" else real(name, *rest))
+    assert cli.main(["serve", "retriever", "config.json"]) == 1
+    err = capsys.readouterr().err
+    assert "plait serve needs uvicorn" in err and "pip install 'plait[server]'" in err
+
+
+def test_serve_builds_the_app_and_binds_loopback_by_default(monkeypatch, capsys):
+    from plait_server import serve
+    calls = []
+    monkeypatch.setattr(serve, "retriever_app", lambda path: ("retriever-app", path))
+    monkeypatch.setattr(serve, "program_app", lambda target, state: ("program-app", target, state))
+    monkeypatch.setattr(serve, "run", lambda app, host, port: calls.append((app, host, port)))
+    assert cli.main(["serve", "retriever", "cfg.toml"]) == 0
+    assert cli.main(["serve", "program", "app:make", "--state", "p.json", "--host", "0.0.0.0",
+                     "--port", "9000"]) == 0
+    assert calls == [(("retriever-app", "cfg.toml"), "127.0.0.1", 8893),
+                     (("program-app", "app:make", "p.json"), "0.0.0.0", 9000)]
+
+
+def test_serve_reports_config_errors_without_a_traceback(tmp_path, capsys):
+    (tmp_path / "cfg.json").write_text('{"path": "idx"}')
+    assert cli.main(["serve", "retriever", str(tmp_path / "cfg.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("plait: error: ") and "must name a registered retriever" in err
