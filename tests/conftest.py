@@ -9,6 +9,11 @@ import pytest
 
 # Before plait is imported anywhere: never touch the user's real cache from tests.
 os.environ.setdefault("PLAIT_CACHE_DIR", tempfile.mkdtemp(prefix="plait-test-cache-"))
+# Nothing downloads from model hubs; models come from installed packages.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# OpenMP threads that spin while waiting starve everything else on a busy 2-core machine
+# (a MiniLM forward pass: ~2 s spinning vs ~0.1 s passive). Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(autouse=True)
