@@ -62,7 +62,8 @@ class DummyBackend:
         outputs = [self._render(request, self._pick(request)) for _ in range(n)]
         prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages or ()) + len(request.prompt or "")
         completion_chars = sum(len(o) for o in outputs)
-        usage = Usage(prompt_chars // 4, completion_chars // 4, (prompt_chars + completion_chars) // 4)
+        prompt_tokens, completion_tokens = prompt_chars // 4, completion_chars // 4   # ~4 chars a token
+        usage = Usage(prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
         return LMResponse(outputs, usage, request.model)
 
     @staticmethod
