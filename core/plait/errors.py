@@ -45,6 +45,13 @@ class AdapterParseError(PlaitError, ValueError):
         self.field = field
 
 
+class RetrieverUnavailableError(PlaitError, ConnectionError):
+    """A retriever's server stayed unreachable after bounded retries (the message names it).
+
+    Raised instead of returning partial results: a batch either answers every query or fails.
+    """
+
+
 class StateError(PlaitError, ValueError):
     """A saved program file does not match the program it is loaded into (names the mismatch)."""
 

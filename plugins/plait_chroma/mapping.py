@@ -9,14 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from plait.errors import PlaitError
+from plait.errors import RetrieverUnavailableError
 
 # distance name -> chroma's hnsw "space"
 SPACES = {"cosine": "cosine", "l2": "l2", "euclid": "l2", "euclidean": "l2", "ip": "ip", "dot": "ip"}
 _SCALARS = (str, int, float, bool)
 
 
-class ChromaUnavailableError(PlaitError, ConnectionError):
+class ChromaUnavailableError(RetrieverUnavailableError):
     """The Chroma server did not answer after bounded retries; nothing partial was returned."""
 
 

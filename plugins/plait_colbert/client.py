@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from plait.errors import PlaitError
+from plait.errors import PlaitError, RetrieverUnavailableError
 from plait.retrieve import Passage, Retriever, check_add_args
 
 _sleep = time.sleep   # patched by tests
@@ -41,7 +41,7 @@ class ColBERTv2Error(PlaitError, RuntimeError):
         self.status = status
 
 
-class ColBERTv2ConnectionError(ColBERTv2Error, ConnectionError):
+class ColBERTv2ConnectionError(ColBERTv2Error, RetrieverUnavailableError):
     """The server could not be reached (or kept failing) after every retry."""
 
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from plait.errors import ConfigurationError, PlaitError
+from plait.errors import ConfigurationError, RetrieverUnavailableError
 from plait.retrieve.passage import Passage
 from plait.retrieve.retriever import Retriever, check_add_args
 
@@ -22,7 +22,7 @@ _ESCAPE = set('\\()[]{}:"^~*?!&|+-/')     # characters with a meaning in Marqo's
 _sleep = time.sleep                       # patchable: tests skip the backoff waits
 
 
-class MarqoUnavailableError(PlaitError, ConnectionError):
+class MarqoUnavailableError(RetrieverUnavailableError):
     """Marqo did not answer (connection refused, timeout, 5xx) after plait's bounded retries."""
 
 

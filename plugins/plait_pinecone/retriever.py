@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from plait.errors import ConfigurationError, PlaitError
+from plait.errors import ConfigurationError, RetrieverUnavailableError
 from plait.retrieve.passage import Passage
 from plait.retrieve.retriever import Retriever, check_add_args
 
@@ -24,7 +24,7 @@ _LOCAL_KEY = "pclocal"       # Pinecone Local ignores keys, but the SDK insists 
 _CREATE_TIMEOUT_S = 300      # how long create_index waits for a new index to become ready
 
 
-class PineconeUnavailableError(PlaitError, ConnectionError):
+class PineconeUnavailableError(RetrieverUnavailableError):
     """Pinecone did not answer (connection refused, timeout, 5xx) after the SDK's bounded retries."""
 
 

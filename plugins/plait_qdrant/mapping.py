@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from plait.errors import PlaitError
+from plait.errors import RetrieverUnavailableError
 
 # Our ids are arbitrary strings; Qdrant accepts only unsigned ints and UUIDs. Every id maps to
 # the same UUID in every process (uuid5 under a fixed namespace); the original id lives in the payload.
@@ -27,7 +27,7 @@ DISTANCES: dict[str, tuple[str, bool]] = {
 _LOWER_IS_BETTER = {"Euclid", "Manhattan"}
 
 
-class QdrantUnavailableError(PlaitError, ConnectionError):
+class QdrantUnavailableError(RetrieverUnavailableError):
     """The Qdrant server did not answer after bounded retries; nothing partial was returned."""
 
 

@@ -112,9 +112,12 @@ def matches_filter(metadata: Mapping[str, Any], filter: Mapping[str, Any] | None
         return True
     for key, wanted in filter.items():
         value = metadata.get(key)
-        if isinstance(wanted, (list, tuple, set)):
-            if value not in wanted:
-                return False
-        elif value != wanted:
+        options = wanted if isinstance(wanted, (list, tuple, set)) else (wanted,)
+        if not any(_same(value, option) for option in options):
             return False
     return True
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    # 1 == True in Python, but not in any vector store's filter: keep bools and numbers apart
+    return value == wanted and isinstance(value, bool) == isinstance(wanted, bool)
