@@ -33,6 +33,9 @@ _EXPORTS: dict[str, str] = {
     # retrieval
     "Retrieve": "plait.retrieve", "Passage": "plait.retrieve", "Retriever": "plait.retrieve",
     "Embedder": "plait.retrieve",
+    # DSPy-style retriever clients (each plugin imports its SDK only when one is built)
+    "ColBERTv2": "plait_colbert", "QdrantRM": "plait_qdrant", "ChromadbRM": "plait_chroma",
+    "PineconeRM": "plait_pinecone", "MarqoRM": "plait_marqo",
     # evaluation
     "Evaluate": "plait.evaluate",
     # plugins and registry

@@ -1,5 +1,19 @@
-"""Test helpers for plait programs and plugins: DummyLM and the contract suites."""
+"""Test helpers for plait programs and plugins: DummyLM and the contract suites.
+
+``LMContract`` and ``RetrieverContract`` import pytest, so they load only when asked for.
+"""
+
+from typing import Any
 
 from plait.testing.dummy import DummyBackend, DummyLM, DummyLMExhausted
 
-__all__ = ["DummyBackend", "DummyLM", "DummyLMExhausted"]
+__all__ = ["DummyBackend", "DummyLM", "DummyLMExhausted", "LMContract", "RetrieverContract"]
+
+_CONTRACTS = {"LMContract": "plait.testing.lm_contract", "RetrieverContract": "plait.testing.retriever_contract"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CONTRACTS:
+        import importlib
+        return getattr(importlib.import_module(_CONTRACTS[name]), name)
+    raise AttributeError(f"module 'plait.testing' has no attribute {name!r}")
