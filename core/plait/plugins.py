@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "EventListenerWarning", "PluginInfo",
-    "PluginLoadWarning", "emit", "generation", "get_plugin_manager", "hookimpl", "loaded_plugins",
+    "PluginLoadWarning", "call_lm", "emit", "generation", "get_plugin_manager", "hookimpl", "loaded_plugins",
     "plugin", "plugin_info", "register", "reset", "unregister",
 ]
 
@@ -83,6 +83,19 @@ class _PlaitPluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__(ENTRY_POINT_GROUP)
         self.origins: dict[str, _Origin] = {}
+        self.plain_hookexec = self._inner_hookexec   # replaced while hook calls are monitored
+
+    def add_hookcall_monitoring(self, before: Any, after: Any) -> Callable[[], None]:
+        # Monitoring (and enable_tracing) must see every call: changing it leaves call_lm's
+        # fast path, so it counts as a plugin change.
+        undo = super().add_hookcall_monitoring(before, after)
+        _bump_generation()
+
+        def undo_and_bump() -> None:
+            undo()
+            _bump_generation()
+
+        return undo_and_bump
 
     def register(self, plugin: Any, name: str | None = None) -> str | None:
         registered = super().register(plugin, name)
@@ -106,6 +119,10 @@ _generation = 0
 # listeners is None when a wrapper implements plait_event: then pluggy calls the whole hook.
 _ListenerTuple = tuple[tuple[str, Callable[..., Any], bool], ...]
 _listener_cache: tuple[int, _ListenerTuple | None] = (-1, ())
+
+
+# (generation, the built-in plait_lm_call chain or None): see call_lm.
+_lm_call_route: tuple[int, Callable[[Any, Any], Any] | None] = (-1, None)
 
 
 def _bump_generation() -> None:
@@ -332,6 +349,39 @@ def loaded_plugins() -> list[PluginInfo]:
     """Every registered plugin, in registration order (built-ins first)."""
     manager = get_plugin_manager()
     return [plugin_info(name) for name, _ in manager.list_name_plugin()]
+
+
+def call_lm(lm: Any, request: Any) -> Any:
+    """Run the ``plait_lm_call`` hook for ``lm`` and ``request`` (what ``LM.request`` does).
+
+    When plait's own implementations (cache lookup, cache store wrapper, backend call) are the
+    only ones and no hook monitoring is on, their chain runs directly, as pluggy would run it
+    (:func:`plait.builtins.lm_call.call_builtins`); any other plugin implementing the hook, or
+    monitoring, routes every call through pluggy. Decided once per plugin change.
+    """
+    seen_generation, builtin_chain = _lm_call_route
+    if seen_generation != _generation:
+        builtin_chain = _route_lm_call()
+    if builtin_chain is not None:
+        return builtin_chain(lm, request)
+    return get_plugin_manager().hook.plait_lm_call(lm=lm, request=request)
+
+
+def _route_lm_call() -> Callable[[Any, Any], Any] | None:
+    global _lm_call_route
+    manager = get_plugin_manager()
+    current = _generation   # read before the hook implementations: a later change re-routes
+    from plait.builtins import cache, lm_call
+
+    builtins = {id(cache.lookup_plugin), id(cache.store_plugin), id(lm_call)}
+    impls = manager.hook.plait_lm_call.get_hookimpls()
+    plain_hookexec = getattr(manager, "plain_hookexec", None)
+    only_builtins = (len(impls) == len(builtins) and {id(impl.plugin) for impl in impls} == builtins
+                     and plain_hookexec is not None
+                     and plain_hookexec is getattr(manager, "_inner_hookexec", None))
+    chain = lm_call.call_builtins if only_builtins else None
+    _lm_call_route = (current, chain)
+    return chain
 
 
 def _listeners(manager: pluggy.PluginManager) -> _ListenerTuple | None:

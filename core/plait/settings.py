@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
 
 _overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "plait_settings", default=None)
+# The last merged view built by effective(): (global dict, overrides dict, merged dict). Both
+# inputs are replaced, never mutated, so identity says whether the merge is still current.
+_last_merged: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None = None
 
 
 class Settings:
@@ -120,6 +123,24 @@ class ContextThreadPoolExecutor(ThreadPoolExecutor):
 settings = Settings()
 configure = settings.configure
 context = settings.context
+
+
+def effective() -> dict[str, Any]:
+    """Every setting as seen from the current context, for hot paths that read several.
+
+    Cheap (no copy without overrides: the global dict itself), so the result is READ-ONLY.
+    """
+    global _last_merged
+    overrides = _overrides.get()
+    current = settings._global
+    if not overrides:
+        return current
+    last = _last_merged
+    if last is not None and last[0] is current and last[1] is overrides:
+        return last[2]
+    merged = {**current, **overrides}
+    _last_merged = (current, overrides, merged)
+    return merged
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ from plait.adapters.base import Adapter, Formatted
 from plait.adapters.chat import ChatAdapter
 from plait.adapters.json_adapter import JSONAdapter
 from plait.adapters.template import TemplateAdapter
-from plait.settings import settings
+from plait.settings import effective
 
 __all__ = ["Adapter", "ChatAdapter", "Formatted", "JSONAdapter", "TemplateAdapter", "resolve_adapter"]
 
@@ -30,18 +30,18 @@ def resolve_adapter(adapter: Adapter | str | None = None, lm: Any = None) -> Ada
     ``adapter`` setting > TemplateAdapter when the LM is a small or text-only model >
     ChatAdapter."""
     if adapter is None:
-        adapter = settings.get("adapter")
+        adapter = effective().get("adapter")
+        if adapter is None:   # the usual case: chosen from the LM's capabilities
+            caps = getattr(lm, "capabilities", None) if lm is not None else None
+            if caps is not None and (caps.small_model or (caps.text and not caps.chat)):
+                return _DEFAULT_TEMPLATE
+            return _DEFAULT_CHAT
     if isinstance(adapter, Adapter):
         return adapter
     if isinstance(adapter, str):
         return _named(adapter)
-    if adapter is not None:
-        raise TypeError(f"adapter must be an Adapter instance or a registered adapter name "
-                        f"('chat', 'json', 'template', ...), not {type(adapter).__name__}")
-    caps = getattr(lm, "capabilities", None) if lm is not None else None
-    if caps is not None and (caps.small_model or (caps.text and not caps.chat)):
-        return _DEFAULT_TEMPLATE
-    return _DEFAULT_CHAT
+    raise TypeError(f"adapter must be an Adapter instance or a registered adapter name "
+                    f"('chat', 'json', 'template', ...), not {type(adapter).__name__}")
 
 
 def _named(name: str) -> Adapter:

@@ -2,8 +2,9 @@
 
 ``Adapter.__call__`` (and ``acall``) runs one predictor step: format, ask the LM, parse every
 completion, and when none parses, ask again with the error fed back (bounded by
-``max_retries``). The request/parse loop is written once as a generator (``_drive``) that the
-sync and async entry points feed with LM responses, so both behave identically.
+``max_retries``). The first attempt is plain code; the re-asks are written once as a generator
+(``_drive_retries``) that the sync and async entry points feed with LM responses, so both
+behave identically.
 """
 
 from __future__ import annotations
@@ -90,7 +91,13 @@ class Adapter(ABC):
     def __call__(self, lm: Any, lm_kwargs: Mapping[str, Any] | None, signature: Any,
                  demos: Sequence[Any], inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Ask ``lm`` and return one dict of typed output values per usable completion."""
-        driver = self._drive(lm, lm_kwargs, signature, demos, inputs)
+        formatted = self.format(signature, demos, inputs, lm=lm)
+        params = self._request_params(signature, lm, lm_kwargs or {})
+        context = RequestContext(signature, self, inputs)
+        results, error = self._parse_outputs(signature, lm.generate(**_request(formatted, context, params)), {})
+        if results:   # the usual case: no retry loop, no generator
+            return results
+        driver = self._drive_retries(lm, signature, formatted, context, params, error)
         request = next(driver)
         while True:
             response = lm.generate(**request)
@@ -102,15 +109,24 @@ class Adapter(ABC):
     async def acall(self, lm: Any, lm_kwargs: Mapping[str, Any] | None, signature: Any,
                     demos: Sequence[Any], inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
         """``__call__`` for async code: awaits ``lm.agenerate`` (or runs ``generate`` in a thread)."""
-        driver = self._drive(lm, lm_kwargs, signature, demos, inputs)
-        request = next(driver)
+        formatted = self.format(signature, demos, inputs, lm=lm)
+        params = self._request_params(signature, lm, lm_kwargs or {})
+        context = RequestContext(signature, self, inputs)
         agenerate = getattr(lm, "agenerate", None)
-        while True:
+
+        async def ask(request: dict[str, Any]) -> LMResponse:
             if agenerate is not None:
-                response = await agenerate(**request)
-            else:   # a sync-only LM: keep the event loop free (asyncio imported only here)
-                import asyncio
-                response = await asyncio.to_thread(lm.generate, **request)
+                return await agenerate(**request)
+            import asyncio   # a sync-only LM: keep the event loop free (asyncio imported only here)
+            return await asyncio.to_thread(lm.generate, **request)
+
+        results, error = self._parse_outputs(signature, await ask(_request(formatted, context, params)), {})
+        if results:
+            return results
+        driver = self._drive_retries(lm, signature, formatted, context, params, error)
+        request = next(driver)
+        while True:
+            response = await ask(request)
             try:
                 request = driver.send(response)
             except StopIteration as done:
@@ -124,31 +140,40 @@ class Adapter(ABC):
         value = settings.get("adapter_retries", 1)
         return value if isinstance(value, int) and value >= 0 else 1
 
-    def _drive(self, lm: Any, lm_kwargs: Mapping[str, Any] | None, signature: Any,
-               demos: Sequence[Any], inputs: Mapping[str, Any]
-               ) -> Generator[dict[str, Any], LMResponse, list[dict[str, Any]]]:
-        original = formatted = self.format(signature, demos, inputs, lm=lm)
-        params = self._request_params(signature, lm, lm_kwargs or {})
-        context = RequestContext(signature=signature, adapter=self, inputs=inputs)
-        attempts = 1 + self.retries()
-        known: dict[str, Any] = {}
+    def _parse_outputs(self, signature: Any, response: LMResponse, known: Mapping[str, Any]
+                       ) -> tuple[list[dict[str, Any]], AdapterParseError | None]:
+        """Every completion that parses, and the first parse error (or "no completions")."""
+        outputs = response.outputs
+        if type(outputs) is list and len(outputs) == 1:   # the usual single completion
+            try:
+                return [self._parse_rest(signature, outputs[0], known)], None
+            except AdapterParseError as exc:
+                return [], exc
+        results: list[dict[str, Any]] = []
         error: AdapterParseError | None = None
-        for attempt in range(1, attempts + 1):
-            response = yield {"messages": formatted.messages, "prompt": formatted.prompt,
-                              "prefill": formatted.prefill, "context": context, **params}
-            results: list[dict[str, Any]] = []
-            error = None
-            for text in response.outputs:
-                try:
-                    results.append(self._parse_rest(signature, text, known))
-                except AdapterParseError as exc:
-                    error = error or exc
+        for text in response.outputs:
+            try:
+                results.append(self._parse_rest(signature, text, known))
+            except AdapterParseError as exc:
+                error = error or exc
+        if not results and error is None:
+            error = self._error(signature, "the LM returned no completions", "", known)
+        return results, error
+
+    def _drive_retries(self, lm: Any, signature: Any, original: Formatted, context: RequestContext,
+                       params: dict[str, Any], error: AdapterParseError | None
+                       ) -> Generator[dict[str, Any], LMResponse, list[dict[str, Any]]]:
+        """The re-asks after a first attempt that gave ``error``, written once as a generator
+        that ``__call__`` and ``acall`` feed with LM responses, so both behave identically."""
+        attempts = 1 + self.retries()
+        formatted = original
+        for _attempt in range(2, attempts + 1):
+            assert error is not None
+            formatted, known = self._next_request(signature, original, formatted, error, lm)
+            response = yield _request(formatted, context, params)
+            results, error = self._parse_outputs(signature, response, known)
             if results:
                 return results
-            if error is None:
-                error = self._error(signature, "the LM returned no completions", "", known)
-            if attempt < attempts:
-                formatted, known = self._next_request(signature, original, formatted, error, lm)
         assert error is not None
         raise AdapterParseError(
             f"{self.name} adapter gave up after {attempts} attempt(s): {error}",
@@ -201,6 +226,15 @@ class Adapter(ABC):
             raise self._error(signature, f"the answer is missing output field(s) "
                               f"{', '.join(missing)}", text, parsed)
         return parsed
+
+
+def _request(formatted: Formatted, context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``lm.generate`` for one attempt."""
+    request = {"messages": formatted.messages, "prompt": formatted.prompt, "prefill": formatted.prefill,
+               "context": context}
+    if params:
+        request.update(params)
+    return request
 
 
 def check_inputs(signature: Any, inputs: Mapping[str, Any], names: Sequence[str]) -> None:

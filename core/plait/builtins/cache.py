@@ -20,7 +20,20 @@ from plait.hookspecs import hookimpl
 from plait.lm.cache import get_cache, is_cache_enabled
 from plait.lm.types import LMRequest, LMResponse
 
-__all__ = ["CacheLookup", "CacheStore", "lookup_plugin", "plugins", "store_plugin"]
+__all__ = ["CacheLookup", "CacheStore", "lookup", "lookup_plugin", "plugins", "store", "store_plugin"]
+
+
+def lookup(request: LMRequest) -> LMResponse | None:
+    """The cached response for ``request``, or None (also when caching is off for it)."""
+    if not request.cache or not is_cache_enabled():
+        return None
+    return get_cache().get(request.cache_key())
+
+
+def store(request: LMRequest, response: LMResponse | None) -> None:
+    """Cache ``response`` when it is a fresh answer (not itself a cache hit) to a cacheable request."""
+    if request.cache and response is not None and not response.cached and is_cache_enabled():
+        get_cache().put(request.cache_key(), response)
 
 
 class CacheLookup:
@@ -28,9 +41,7 @@ class CacheLookup:
 
     @hookimpl(tryfirst=True)
     def plait_lm_call(self, lm: Any, request: LMRequest) -> LMResponse | None:
-        if not request.cache or not is_cache_enabled():
-            return None
-        return get_cache().get(request.cache_key())
+        return lookup(request)
 
 
 class CacheStore:
@@ -39,8 +50,7 @@ class CacheStore:
     @hookimpl(wrapper=True)
     def plait_lm_call(self, lm: Any, request: LMRequest) -> Generator[None, LMResponse | None, LMResponse | None]:
         response = yield
-        if request.cache and response is not None and not response.cached and is_cache_enabled():
-            get_cache().put(request.cache_key(), response)
+        store(request, response)
         return response
 
 

@@ -10,13 +10,12 @@ built-in implementation calls ``backend.generate`` with retries last.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 from plait.errors import PluginError
-from plait.lm.history import inspect_history, record
+from plait.lm.history import inspect_history, local_timestamp, record
 from plait.lm.types import SECRET_PARAMS, LMCapabilities, LMRequest, LMResponse, RequestContext, Usage
 from plait.lm.usage import active_trackers
 
@@ -27,6 +26,15 @@ GENERATION_PARAMS = frozenset({
     "response_format", "logit_bias", "timeout", "tools", "tool_choice", "min_p",
 })
 MAX_LM_HISTORY = 1_000
+
+_call_lm: Any = None   # plait.plugins.call_lm, bound on first use (plugins are not import-time work)
+
+
+def _load_call_lm() -> Any:
+    global _call_lm
+    from plait.plugins import call_lm
+    _call_lm = call_lm
+    return call_lm
 
 
 class LM:
@@ -71,8 +79,7 @@ class LM:
 
     def request(self, request: LMRequest) -> LMResponse:
         """Answer a prepared request through the ``plait_lm_call`` hook; records history and usage."""
-        from plait.plugins import get_plugin_manager
-        response = get_plugin_manager().hook.plait_lm_call(lm=self, request=request)
+        response = (_call_lm or _load_call_lm())(self, request)
         if response is None:
             raise PluginError("no plugin answered plait_lm_call: the built-in plugin "
                               "'plait.builtins.lm_call' is missing; check PLAIT_PLUGINS")
@@ -121,13 +128,17 @@ class LM:
 
     def _record(self, request: LMRequest, response: LMResponse) -> None:
         usage = response.usage
+        params = request.params
         record({"model": self.model, "messages": request.messages, "prompt": request.prompt,
                 "prefill": request.prefill, "outputs": response.outputs,
-                "params": {k: v for k, v in request.params.items() if k not in SECRET_PARAMS},
+                "params": {} if not params else dict(params) if SECRET_PARAMS.isdisjoint(params)
+                else {k: v for k, v in params.items() if k not in SECRET_PARAMS},
                 "usage": usage, "cost": usage.cost, "cached": response.cached,
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}, self.history)
-        for tracker in active_trackers():
-            tracker.add(self.model, usage, response.cached)
+                "timestamp": local_timestamp()}, self.history)
+        trackers = active_trackers()
+        if trackers:
+            for tracker in trackers:
+                tracker.add(self.model, usage, response.cached)
 
     # --- helpers --------------------------------------------------------------------------
     def inspect_history(self, n: int = 1) -> str:

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import deque
 from typing import Any, TextIO
 
 MAX_GLOBAL_HISTORY = 10_000
 _GLOBAL: deque[dict[str, Any]] = deque(maxlen=MAX_GLOBAL_HISTORY)
 _lock = threading.Lock()
+
+
+# time.strftime costs more than the rest of recording a call, and its text changes once a
+# second: (the second, its text), shared by all threads (a tuple is replaced atomically).
+_last_second: tuple[int, str] = (-1, "")
+
+
+def local_timestamp() -> str:
+    """The local time as ``YYYY-MM-DDTHH:MM:SS`` (what ``time.strftime`` gives), computed once per second."""
+    global _last_second
+    now = time.time()
+    second = int(now)
+    cached_second, text = _last_second
+    if second != cached_second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+        _last_second = (second, text)
+    return text
 
 
 def record(entry: dict[str, Any], lm_history: deque[dict[str, Any]]) -> None:

@@ -17,6 +17,72 @@ SECRET_PARAMS = frozenset({"api_key", "api_token", "token", "authorization", "pa
                            "headers", "extra_headers", "client", "http_client", "organization"})
 
 
+# cache_key memo: a request's plain-value identity -> its key. Bounded by entries and by the
+# text it holds (it keeps prompts alive), and emptied when either bound is reached.
+_KEY_MEMO: dict[tuple[Any, ...], str] = {}
+_KEY_MEMO_ENTRIES = 1024
+_KEY_MEMO_CHARS = 4_000_000
+_key_memo_chars = 0
+
+
+def _memo_key(model: Any, messages: Any, prompt: Any, params: dict[str, Any], prefill: Any
+              ) -> tuple[Any, ...] | None:
+    """A hashable value equal for two requests only if their cache-key JSON is equal, or None
+    when the request holds anything else than plain values (each message exactly
+    ``{"role": str, "content": str}``; params str, int, float, bool, None or lists of str):
+    then the key is computed in full.
+
+    Types are part of the value where == would blur them (1 == 1.0 == True, 0.0 == -0.0),
+    since json.dumps writes them differently.
+    """
+    if type(model) is not str or (prompt is not None and type(prompt) is not str) \
+            or (prefill is not None and type(prefill) is not str):
+        return None
+    plain_params: tuple[Any, ...] = ()
+    if params:
+        listed = []
+        for name, value in params.items():
+            if name in SECRET_PARAMS:   # left out of the key, so out of the memo too
+                continue
+            kind = type(value)
+            if kind is float:
+                value = repr(value)   # keeps -0.0 apart from 0.0
+            elif kind is list or kind is tuple:
+                if not all(type(item) is str for item in value):
+                    return None
+                value = tuple(value)
+            elif not (kind is str or kind is int or kind is bool or value is None):
+                return None
+            listed.append((name, kind, value))
+        plain_params = tuple(listed)
+    # A flat tuple hashes and compares fastest: five fixed slots, then role, content per message.
+    parts: list[Any] = [model, prompt, prefill, plain_params, messages is None]
+    if messages is not None:
+        if type(messages) is not list:
+            return None
+        for message in messages:
+            if type(message) is not dict or len(message) != 2:
+                return None
+            role = message.get("role")
+            content = message.get("content")
+            if type(role) is not str or type(content) is not str:
+                return None
+            parts.append(role)
+            parts.append(content)
+    return tuple(parts)
+
+
+def _remember_key(memo_key: tuple[Any, ...], key: str) -> None:
+    global _key_memo_chars
+    size = len(memo_key[1] or "") + sum(len(text) for text in memo_key[5:])
+    if len(_KEY_MEMO) >= _KEY_MEMO_ENTRIES or _key_memo_chars + size > _KEY_MEMO_CHARS:
+        _KEY_MEMO.clear()
+        _key_memo_chars = 0
+    if size <= _KEY_MEMO_CHARS:
+        _KEY_MEMO[memo_key] = key
+        _key_memo_chars += size
+
+
 @dataclass(slots=True)
 class Usage:
     """Token counts (and cost in USD when the backend knows prices) for one or more calls."""
@@ -80,13 +146,26 @@ class LMRequest:
     _key: str | None = None
 
     def cache_key(self) -> str:
-        """A stable hash of everything that determines the answer (computed once)."""
+        """A stable hash of everything that determines the answer (computed once).
+
+        The SHA-256 of a canonical JSON of model, messages, prompt, params (credentials
+        removed) and prefill. Requests made only of plain strings and numbers are looked up in
+        a small memo first (see :func:`_memo_key`), so repeating a request does not pay for the
+        JSON and the hash again; the key is the same either way.
+        """
         key = self._key
         if key is None:
-            params = {k: v for k, v in self.params.items() if k not in SECRET_PARAMS}
-            payload = json.dumps([self.model, self.messages, self.prompt, params, self.prefill],
-                                 sort_keys=True, separators=(",", ":"), default=repr, ensure_ascii=False)
-            key = self._key = hashlib.sha256(payload.encode()).hexdigest()
+            memo_key = _memo_key(self.model, self.messages, self.prompt, self.params, self.prefill)
+            if memo_key is not None:
+                key = _KEY_MEMO.get(memo_key)
+            if key is None:
+                params = {k: v for k, v in self.params.items() if k not in SECRET_PARAMS}
+                payload = json.dumps([self.model, self.messages, self.prompt, params, self.prefill],
+                                     sort_keys=True, separators=(",", ":"), default=repr, ensure_ascii=False)
+                key = hashlib.sha256(payload.encode()).hexdigest()
+                if memo_key is not None:
+                    _remember_key(memo_key, key)
+            self._key = key
         return key
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,12 +6,13 @@ from typing import Any
 
 from plait.errors import ConfigurationError, SignatureError, StateError
 from plait.primitives.example import Example
-from plait.primitives.module import Module, Parameter
+from plait.primitives.module import Module, Parameter, needs_usage_tracking
 from plait.primitives.prediction import Prediction
-from plait.settings import settings
+from plait.settings import effective
 from plait.signatures import Signature, ensure_signature
 
-_CALL_OPTIONS = ("signature", "demos", "config", "lm", "adapter")
+_CALL_OPTION_ORDER = ("signature", "demos", "config", "lm", "adapter")
+_CALL_OPTIONS = frozenset(_CALL_OPTION_ORDER)
 
 
 class Predict(Module, Parameter):
@@ -64,7 +65,9 @@ class Predict(Module, Parameter):
         if args:
             raise TypeError(f"{type(self).__name__} takes keyword arguments named after its input fields, "
                             f"e.g. predict({', '.join(f'{n}=...' for n in self.signature.input_fields)})")
-        return Module.__call__(self, **kwargs)
+        if needs_usage_tracking():
+            return Module.__call__(self, **kwargs)
+        return self.forward(**kwargs)   # what Module.__call__ does then, one call shorter
 
     async def acall(self, *args: Any, **kwargs: Any) -> Prediction:
         if args:
@@ -72,19 +75,24 @@ class Predict(Module, Parameter):
         return await self.aforward(**kwargs)
 
     def _prepare(self, kwargs: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], Signature, list, dict[str, Any]]:
-        options = {name: kwargs.pop(name) for name in _CALL_OPTIONS if name in kwargs}
-        signature = ensure_signature(options["signature"]) if options.get("signature") is not None else self.signature
-        demos = options["demos"] if options.get("demos") is not None else self.demos
-        config = {**self.config, **options["config"]} if options.get("config") else self.config
-        lm = options.get("lm") or self.lm or settings.lm
+        if _CALL_OPTIONS.isdisjoint(kwargs):   # the usual call: only input fields
+            signature, demos, config, lm, adapter = self.signature, self.demos, self.config, self.lm, self.adapter
+        else:
+            options = {name: kwargs.pop(name) for name in _CALL_OPTION_ORDER if name in kwargs}
+            signature = (ensure_signature(options["signature"]) if options.get("signature") is not None
+                         else self.signature)
+            demos = options["demos"] if options.get("demos") is not None else self.demos
+            config = {**self.config, **options["config"]} if options.get("config") else self.config
+            lm = options.get("lm") or self.lm
+            adapter = options.get("adapter") or self.adapter
+        lm = lm or effective().get("lm")
         if lm is None:
             raise ConfigurationError("no LM is configured: call plait.configure(lm=plait.LM('provider/model')) "
                                      "or pass lm=... to this module")
         if (config.get("n") or 1) > 1 and not config.get("temperature"):
             config = {**config, "temperature": 0.7}   # n identical greedy samples would be useless
-        from plait.adapters import resolve_adapter
-        adapter = resolve_adapter(options.get("adapter") or self.adapter, lm)
-        return lm, adapter, config, signature, demos, kwargs
+        resolve = _resolve_adapter or _load_resolve_adapter()
+        return lm, resolve(adapter, lm), config, signature, demos, kwargs
 
     def forward(self, **kwargs: Any) -> Prediction:
         lm, adapter, config, signature, demos, inputs = self._prepare(kwargs)
@@ -98,13 +106,24 @@ class Predict(Module, Parameter):
 
     def _finish(self, completions: list[dict[str, Any]], signature: Signature, inputs: dict[str, Any]) -> Prediction:
         prediction = Prediction.from_completions(completions, signature=signature)
-        trace = settings.trace
+        trace = effective().get("trace")
         if trace is not None:
             trace.append((self, inputs, prediction))
         return prediction
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.signature!r})"
+
+
+_resolve_adapter: Any = None
+
+
+def _load_resolve_adapter() -> Any:
+    # plait.adapters is imported on the first call, not when plait.predict is imported
+    global _resolve_adapter
+    from plait.adapters import resolve_adapter
+    _resolve_adapter = resolve_adapter
+    return resolve_adapter
 
 
 def _demo_to_dict(demo: Any) -> dict[str, Any]:

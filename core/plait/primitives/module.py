@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from plait.errors import PlaitError, StateError
 from plait.primitives import persistence
 from plait.primitives.example import Example
+from plait.settings import effective
 
 # Attribute names discovery never looks inside. Each holds data that never contains parameters
 # and may be long, so walking it would only cost time: a module's LM call history, DSPy-style
@@ -73,6 +74,12 @@ def _call_tracking_usage(fn: Callable[..., Any], args: tuple, kwargs: dict[str, 
     return result
 
 
+def needs_usage_tracking() -> bool:
+    """True for the outermost module call while the ``track_usage`` setting is on: that call
+    runs under a usage tracker (see ``Module.__call__``)."""
+    return bool(effective().get("track_usage")) and not _tracking.get()
+
+
 class Module:
     """A program: subclass it, create predictors in ``__init__`` and compose them in ``forward``."""
 
@@ -83,8 +90,7 @@ class Module:
 
     # --- calling --------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from plait.settings import settings
-        if not settings.track_usage or _tracking.get():
+        if not effective().get("track_usage") or _tracking.get():
             return self.forward(*args, **kwargs)
         return _call_tracking_usage(self.forward, args, kwargs)
 

@@ -27,6 +27,16 @@ class Prediction(Example):
     def from_completions(cls, completions: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
                          signature: Any = None) -> Prediction:
         """A Prediction whose fields are the first completion's; ``completions`` holds all of them."""
+        if (cls is Prediction and type(completions) is list and len(completions) == 1
+                and type(completions[0]) is dict):
+            # One completion (the usual call): nothing to check, so skip the general path.
+            row = completions[0]
+            prediction = object.__new__(Prediction)
+            _set_store(prediction, dict(row))
+            _set_input_keys(prediction, None)
+            _set_completions(prediction, (row, signature))   # built on first use (most never are)
+            _set_lm_usage(prediction, None)
+            return prediction
         all_completions = Completions(completions, signature=signature)
         rows = all_completions._rows
         prediction = cls(rows[0]) if rows else cls()
@@ -35,7 +45,11 @@ class Prediction(Example):
 
     @property
     def completions(self) -> Completions | None:
-        return self._completions
+        completions = self._completions
+        if type(completions) is tuple:   # (row, signature) left by from_completions
+            completions = Completions._one(*completions)
+            _set_completions(self, completions)
+        return completions
 
     def get_lm_usage(self) -> dict[str, dict[str, Any]] | None:
         """LM usage per model name for the call that made this prediction (None when not tracked)."""
@@ -46,7 +60,8 @@ class Prediction(Example):
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{key}={value!r}" for key, value in self._store.items())
-        count = 0 if self._completions is None else len(self._completions)
+        completions = self.completions
+        count = 0 if completions is None else len(completions)
         suffix = f" ({count} completions)" if count > 1 else ""
         return f"{type(self).__name__}({fields}){suffix}"
 
@@ -95,12 +110,22 @@ class Prediction(Example):
         return NotImplemented if number is None else float(self) >= number
 
 
+# Slot setters: Example.__setattr__ routes field names into the record, so slots are set
+# through their descriptors.
+_set_store = Example._store.__set__               # type: ignore[attr-defined]
+_set_input_keys = Example._input_keys.__set__     # type: ignore[attr-defined]
+
+
 def _as_number(value: object) -> float | None:
     if isinstance(value, Prediction):
         return float(value)
     if isinstance(value, (int, float)):
         return value
     return None
+
+
+_set_completions = Prediction._completions.__set__   # type: ignore[attr-defined]
+_set_lm_usage = Prediction._lm_usage.__set__         # type: ignore[attr-defined]
 
 
 class Completions:
@@ -122,6 +147,15 @@ class Completions:
         self._rows = rows
         self._fields = fields
         self.signature = signature
+
+    @classmethod
+    def _one(cls, row: dict[str, Any], signature: Any) -> Completions:
+        """``Completions([row], signature)`` for a dict ``row``, without the general checks."""
+        completions = cls.__new__(cls)
+        completions._rows = [row]
+        completions._fields = tuple(row)
+        completions.signature = signature
+        return completions
 
     def __getattr__(self, name: str) -> list[Any]:
         if name.startswith("_") or name == "signature":   # unset slots during copy/unpickle
