@@ -6,13 +6,12 @@ chromadb is imported when a retriever is built, never when this module is import
 from __future__ import annotations
 
 import os
-import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from plait.errors import MissingExtraError
 from plait.retrieve.passage import Passage
+from plait.retrieve.resilience import call_with_backoff
 from plait.retrieve.retriever import Retriever, check_add_args
 
 from plait_chroma.mapping import (ChromaUnavailableError, NativeWhere, chroma_metadata, collection_space,
@@ -170,24 +169,9 @@ class ChromaRetriever(Retriever):
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``; transient failures retried ``num_retries`` times with backoff."""
-        attempt = 0
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as error:
-                if not is_transient(error):
-                    raise
-                if attempt >= self.num_retries:
-                    raise ChromaUnavailableError(
-                        f"Chroma at {self.target} failed the {what} after {attempt + 1} attempts "
-                        f"({type(error).__name__}: {error}); check that the server is running and reachable "
-                        f"(or raise num_retries=)") from error
-                delay = self.retry_delay * (2 ** attempt) * (0.5 + random.random() / 2)
-                from plait.plugins import emit  # lazy: only on the (rare) retry path
-                emit("retriever.retry", source="chroma", target=self.target, attempt=attempt + 1,
-                     max_retries=self.num_retries, delay=delay, error=f"{type(error).__name__}: {error}")
-                time.sleep(delay)
-                attempt += 1
+        return call_with_backoff(lambda: fn(*args, **kwargs), is_transient=is_transient,
+                                 num_retries=self.num_retries, retry_delay=self.retry_delay,
+                                 source="chroma", target=self.target, what=what, error_class=ChromaUnavailableError)
 
     def __len__(self) -> int:
         return int(self._call("count", self.chroma_collection.count))

@@ -8,11 +8,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 from plait.errors import ConfigurationError, RetrieverUnavailableError
+from plait.retrieve.resilience import run_all
 from plait.retrieve.passage import Passage
 from plait.retrieve.retriever import Retriever, check_add_args
 
@@ -87,7 +87,7 @@ class MarqoRetriever(Retriever):
                                                    searchable_attributes=self.searchable_attributes, **request),
                               "search")
 
-        answers = _run_all(one, requests, self.max_concurrency)
+        answers = run_all(one, requests, self.max_concurrency)
         return [[self._passage(hit) for hit in answer["hits"]] for answer in answers]
 
     def add(self, texts: Sequence[str], ids: Sequence[str] | None = None,
@@ -260,18 +260,3 @@ def _check_metadata(pid: str, metadata: Mapping[str, Any], text_field: str) -> N
         if not ok:
             raise TypeError(f"metadata {key!r} of {pid!r} is {type(value).__name__}: Marqo fields hold strings, "
                             f"numbers, booleans and lists of strings only")
-
-
-def _run_all(operation: Callable[[Any], Any], items: list[Any], workers: int) -> list[Any]:
-    """One request per query, in order; the first failure fails the whole batch (no partial lists)
-    and cancels the requests not yet started."""
-    if len(items) == 1 or workers == 1:
-        return [operation(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        futures = [pool.submit(operation, item) for item in items]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise

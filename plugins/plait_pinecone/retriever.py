@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 from plait.errors import ConfigurationError, RetrieverUnavailableError
+from plait.retrieve.resilience import run_all
 from plait.retrieve.passage import Passage
 from plait.retrieve.retriever import Retriever, check_add_args
 
@@ -92,7 +92,7 @@ class PineconeRetriever(Retriever):
             return self._call(lambda: index.query(vector=vector, top_k=top_k, namespace=self.namespace,
                                                   filter=query_filter, include_metadata=True), "query")
 
-        responses = _run_all(one, vectors, self.max_concurrency)
+        responses = run_all(one, vectors, self.max_concurrency)
         return [[self._passage(match) for match in response.matches] for response in responses]
 
     def add(self, texts: Sequence[str], ids: Sequence[str] | None = None,
@@ -299,18 +299,3 @@ def _is_local(url: str) -> bool:
 
 def _is_index_handle(client: Any) -> bool:
     return client is not None and hasattr(client, "query") and hasattr(client, "upsert")
-
-
-def _run_all(operation: Callable[[Any], Any], items: list[Any], workers: int) -> list[Any]:
-    """One request per query, in order; the first failure fails the whole batch (no partial lists)
-    and cancels the requests not yet started."""
-    if len(items) == 1 or workers == 1:
-        return [operation(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        futures = [pool.submit(operation, item) for item in items]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
