@@ -20,7 +20,11 @@ _EXPORTS: dict[str, str] = {
     "Example": "plait.primitives", "Prediction": "plait.primitives", "Completions": "plait.primitives",
     "Module": "plait.primitives", "Parameter": "plait.primitives",
     # modules
-    "Predict": "plait.predict", "ChainOfThought": "plait.predict",
+    "Predict": "plait.predict", "ChainOfThought": "plait.predict", "majority": "plait.predict",
+    "MultiChainComparison": "plait.predict", "BestOfN": "plait.predict", "Refine": "plait.predict",
+    "Parallel": "plait.predict",
+    "Suggest": "plait.assertions", "Assert": "plait.assertions", "with_assertions": "plait.assertions",
+    "AssertionFailedError": "plait.assertions",
     # LMs
     "LM": "plait.lm.base", "BaseLM": "plait.lm.base", "inspect_history": "plait.lm.history",
     "track_usage": "plait.lm.usage", "configure_cache": "plait.lm.cache",
@@ -49,7 +53,7 @@ _EXPORTS: dict[str, str] = {
 _ALIASES = {"BaseLM": "LM"}
 _SUBMODULES = frozenset({"evaluate", "teleprompt", "adapters", "signatures", "primitives", "predict",
                          "lm", "testing", "settings", "plugins", "registry", "hookspecs", "backends",
-                         "errors", "utils", "datasets", "retrieve"})
+                         "errors", "utils", "datasets", "retrieve", "assertions"})
 
 # ``plait.settings`` is the settings module; it forwards attribute reads to the Settings object,
 # so ``plait.settings.lm`` and ``plait.settings.configure(...)`` both work as in DSPy.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
@@ -50,9 +51,11 @@ class Parameter:
 
 
 class BatchError(PlaitError, RuntimeError):
-    """``Module.batch`` stopped because more examples failed than ``max_errors`` allows.
+    """``Module.batch`` (or ``plait.Parallel``) stopped because more items failed than
+    ``max_errors`` allows.
 
-    The error that tipped it over is chained as ``__cause__``.
+    The error that tipped it over is chained as ``__cause__``; ``results`` (None where an item
+    failed or never ran) and ``failures`` (``(index, exception)`` pairs) hold what had finished.
     """
 
 
@@ -222,49 +225,20 @@ class Module:
               provide_traceback: bool | None = None, disable_progress_bar: bool = False) -> Any:
         """Run the program on each example in threads; results come back in input order.
 
-        A failed example gives None in ``results``. With ``return_failed_examples`` the return is
-        ``(results, failed_examples, exceptions)`` (both in input order). More than ``max_errors``
-        failures (default ``plait.settings.max_errors``) raise BatchError. Workers run in a copy of
-        the caller's context, so ``plait.context(lm=...)`` applies inside them.
+        A failed example gives None in ``results``; its error is collected, not raised. With
+        ``return_failed_examples`` the return is ``(results, failed_examples, exceptions)`` (both
+        in input order). More than ``max_errors`` failures (default ``plait.settings.max_errors``)
+        raise BatchError, whose ``results`` and ``failures`` hold what had finished. Workers run
+        in a copy of the caller's context, so ``plait.context(lm=...)`` applies inside them.
         """
-        from concurrent.futures import ThreadPoolExecutor, as_completed
-
-        from plait.settings import settings
+        from plait.predict.parallel import run_calls   # the engine plait.Parallel uses too
 
         examples = list(examples)
-        calls = [_batch_kwargs(example, index) for index, example in enumerate(examples)]
-        threads = _positive_int("num_threads", settings.get("num_threads", 8) if num_threads is None else num_threads)
-        limit = settings.get("max_errors") if max_errors is None else max_errors
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"batch(max_errors={limit!r}): max_errors must be an int >= 0 or None")
-        results: list[Any] = [None] * len(calls)
-        failures: list[tuple[int, Exception]] = []
-        if not calls:
-            return (results, [], []) if return_failed_examples else results
-        pool = ThreadPoolExecutor(max_workers=min(threads, len(calls)), thread_name_prefix="plait-batch")
-        try:
-            # one context copy per example: the caller's settings, and no leaks between examples
-            futures = {pool.submit(contextvars.copy_context().run, _call_program, self, kwargs): index
-                       for index, kwargs in enumerate(calls)}
-            for future in as_completed(futures):
-                index = futures[future]
-                error = future.exception()
-                if error is None:
-                    results[index] = future.result()
-                    continue
-                if not isinstance(error, Exception):
-                    raise error   # KeyboardInterrupt / SystemExit in a worker stop the batch
-                failures.append((index, error))
-                _logger().warning("batch: example %d failed: %s: %s", index, type(error).__name__, error,
-                               exc_info=error if provide_traceback else None)
-                if limit is not None and len(failures) > limit:
-                    raise BatchError(f"batch stopped after {len(failures)} failed examples (max_errors={limit}) "
-                                     f"of {len(calls)}; the last failure (example {index}) is chained below. "
-                                     f"Fix the program, or pass a larger max_errors") from error
-        finally:
-            # pending examples are cancelled; running ones finish, so nothing runs after we return
-            pool.shutdown(wait=True, cancel_futures=True)
-        failures.sort(key=lambda failure: failure[0])
+        calls = [functools.partial(_call_program, self, _batch_kwargs(example, index))
+                 for index, example in enumerate(examples)]
+        results, failures = run_calls(calls, num_threads=num_threads, max_errors=max_errors,
+                                      provide_traceback=provide_traceback, display=not disable_progress_bar,
+                                      task="batch", thread_name_prefix="plait-batch")
         if return_failed_examples:
             return results, [examples[i] for i, _ in failures], [error for _, error in failures]
         return results
@@ -405,9 +379,3 @@ def _batch_kwargs(example: Any, index: int) -> Mapping[str, Any]:
 
 def _call_program(program: Module, kwargs: Mapping[str, Any]) -> Any:
     return program(**kwargs)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"batch({name}={value!r}): {name} must be an int >= 1")
-    return value
