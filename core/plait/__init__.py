@@ -22,7 +22,8 @@ _EXPORTS: dict[str, str] = {
     # modules
     "Predict": "plait.predict", "ChainOfThought": "plait.predict", "majority": "plait.predict",
     "MultiChainComparison": "plait.predict", "BestOfN": "plait.predict", "Refine": "plait.predict",
-    "Parallel": "plait.predict",
+    "Parallel": "plait.predict", "ProgramOfThought": "plait.predict",
+    "Sandbox": "plait.sandbox", "SandboxResult": "plait.sandbox",
     "Suggest": "plait.assertions", "Assert": "plait.assertions", "with_assertions": "plait.assertions",
     "AssertionFailedError": "plait.assertions",
     # LMs
@@ -53,7 +54,7 @@ _EXPORTS: dict[str, str] = {
 _ALIASES = {"BaseLM": "LM"}
 _SUBMODULES = frozenset({"evaluate", "teleprompt", "adapters", "signatures", "primitives", "predict",
                          "lm", "testing", "settings", "plugins", "registry", "hookspecs", "backends",
-                         "errors", "utils", "datasets", "retrieve", "assertions"})
+                         "errors", "utils", "datasets", "retrieve", "assertions", "sandbox"})
 
 # ``plait.settings`` is the settings module; it forwards attribute reads to the Settings object,
 # so ``plait.settings.lm`` and ``plait.settings.configure(...)`` both work as in DSPy.
