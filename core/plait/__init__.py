@@ -41,6 +41,11 @@ _EXPORTS: dict[str, str] = {
     # DSPy-style retriever clients (each plugin imports its SDK only when one is built)
     "ColBERTv2": "plait_colbert", "QdrantRM": "plait_qdrant", "ChromadbRM": "plait_chroma",
     "PineconeRM": "plait_pinecone", "MarqoRM": "plait_marqo",
+    # optimizers (DSPy exposes them at the top level too)
+    "LabeledFewShot": "plait.teleprompt", "BootstrapFewShot": "plait.teleprompt",
+    "BootstrapFewShotWithRandomSearch": "plait.teleprompt", "KNNFewShot": "plait.teleprompt",
+    "Ensemble": "plait.teleprompt", "COPRO": "plait.teleprompt", "MIPROv2": "plait.teleprompt",
+    "Budget": "plait.teleprompt",
     # evaluation
     "Evaluate": "plait.evaluate",
     # plugins and registry

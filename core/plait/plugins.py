@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "EventListenerWarning", "PluginInfo",
-    "PluginLoadWarning", "call_lm", "emit", "generation", "get_plugin_manager", "hookimpl", "loaded_plugins",
-    "plugin", "plugin_info", "register", "reset", "unregister",
+    "PluginLoadWarning", "acall_lm", "call_lm", "emit", "generation", "get_plugin_manager", "hookimpl",
+    "lm_call_is_builtin", "loaded_plugins", "plugin", "plugin_info", "register", "reset", "unregister",
 ]
 
 ENTRY_POINT_GROUP = "plait"
@@ -48,6 +48,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plait.builtins.lm_call",
     "plait.builtins.progress",
     "plait.builtins.retrieval",
+    "plait.builtins.teleprompters",
 )
 
 
@@ -365,6 +366,43 @@ def call_lm(lm: Any, request: Any) -> Any:
     if builtin_chain is not None:
         return builtin_chain(lm, request)
     return get_plugin_manager().hook.plait_lm_call(lm=lm, request=request)
+
+
+def lm_call_is_builtin() -> bool:
+    """True while plait's own ``plait_lm_call`` implementations are the only ones and no hook
+    monitoring is on: callers may then run the cache and backend steps themselves (the native
+    async path, streaming) without skipping anyone's plugin."""
+    seen_generation, builtin_chain = _lm_call_route
+    if seen_generation != _generation:
+        builtin_chain = _route_lm_call()
+    return builtin_chain is not None
+
+
+async def acall_lm(lm: Any, request: Any) -> Any:
+    """:func:`call_lm` for async callers (what ``LM.arequest`` does).
+
+    With only plait's own implementations registered and a backend that has ``agenerate``, the
+    same three steps run on the event loop: cache lookup, ``await backend.agenerate`` with
+    retries (waiting with ``asyncio.sleep``), cache store. Otherwise the hook runs through
+    pluggy in a worker thread (contextvars copied), since hook implementations are synchronous.
+    """
+    agenerate = getattr(lm.backend, "agenerate", None) if lm_call_is_builtin() else None
+    if agenerate is None:
+        import asyncio   # asyncio only for async callers; importing plugins stays light
+        return await asyncio.to_thread(call_lm, lm, request)
+    from plait.builtins.cache import lookup, store
+
+    response = lookup(request) if request.cache else None
+    if response is not None:
+        return response
+    if lm.num_retries:
+        from plait.lm.retry import acall_with_retries
+        response = await acall_with_retries(agenerate, request, num_retries=lm.num_retries, source=lm.model)
+    else:
+        response = await agenerate(request)
+    if request.cache:
+        store(request, response)
+    return response
 
 
 def _route_lm_call() -> Callable[[Any, Any], Any] | None:

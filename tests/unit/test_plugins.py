@@ -198,7 +198,8 @@ def test_entry_point_name_clash_warns_naming_the_owner(site, monkeypatch):
 def test_the_real_builtins_all_load_before_anything_else(monkeypatch):
     assert REAL_BUILTINS == ("plait.builtins.adapters", "plait.builtins.dummy",
                              "plait.builtins.cache", "plait.builtins.lm_call",
-                             "plait.builtins.progress", "plait.builtins.retrieval")
+                             "plait.builtins.progress", "plait.builtins.retrieval",
+                             "plait.builtins.teleprompters")
     monkeypatch.setattr(plugins, "BUILTIN_PLUGINS", REAL_BUILTINS)
     with plugins.plugin(Listener(), name="runtime"):
         infos = plugins.loaded_plugins()

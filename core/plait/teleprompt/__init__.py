@@ -5,5 +5,15 @@ registered through ``plait_register_teleprompters`` (``plait.teleprompter("boots
 """
 
 from plait.teleprompt.base import Budget, BudgetExceeded, CallEstimate, Teleprompter
+from plait.teleprompt.bootstrap import BootstrapError, BootstrapFewShot
+from plait.teleprompt.copro import COPRO
+from plait.teleprompt.ensemble import Ensemble
+from plait.teleprompt.knn import KNNFewShot
+from plait.teleprompt.labeled import LabeledFewShot
+from plait.teleprompt.mipro import MIPROv2
+from plait.teleprompt.random_search import BootstrapFewShotWithRandomSearch
 
-__all__ = ["Budget", "BudgetExceeded", "CallEstimate", "Teleprompter"]
+__all__ = [
+    "BootstrapError", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "Budget", "BudgetExceeded",
+    "COPRO", "CallEstimate", "Ensemble", "KNNFewShot", "LabeledFewShot", "MIPROv2", "Teleprompter",
+]
