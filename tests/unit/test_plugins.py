@@ -404,8 +404,8 @@ def test_plait_retrieve_is_firstresult():
 
     hook = plugins.get_plugin_manager().hook.plait_retrieve
     with plugins.plugin(Fallback()), plugins.plugin(Override()):
-        assert hook(retriever="mine", queries=["a", "b"], k=2) == [["a!"], ["b!"]]
-        assert hook(retriever="other", queries=["a"], k=2) == [["fallback", "fallback"]]
+        assert hook(retriever="mine", queries=["a", "b"], k=2, options={}) == [["a!"], ["b!"]]
+        assert hook(retriever="other", queries=["a"], k=2, options={}) == [["fallback", "fallback"]]
 
 
 def test_hookimpl_is_re_exported_and_register_hooks_collect_lists():
