@@ -33,6 +33,9 @@ _EXPORTS: dict[str, str] = {
     # adapters
     "Adapter": "plait.adapters", "ChatAdapter": "plait.adapters", "JSONAdapter": "plait.adapters",
     "TemplateAdapter": "plait.adapters",
+    # async and streaming
+    "asyncify": "plait.async_tools", "streamify": "plait.streaming", "StreamListener": "plait.streaming",
+    "StreamResponse": "plait.streaming",
     # settings
     "configure": "plait.settings", "context": "plait.settings",
     # retrieval
@@ -59,7 +62,7 @@ _EXPORTS: dict[str, str] = {
 _ALIASES = {"BaseLM": "LM"}
 _SUBMODULES = frozenset({"evaluate", "teleprompt", "adapters", "signatures", "primitives", "predict",
                          "lm", "testing", "settings", "plugins", "registry", "hookspecs", "backends",
-                         "errors", "utils", "datasets", "retrieve", "assertions", "sandbox"})
+                         "errors", "utils", "datasets", "retrieve", "assertions", "sandbox", "streaming"})
 
 # ``plait.settings`` is the settings module; it forwards attribute reads to the Settings object,
 # so ``plait.settings.lm`` and ``plait.settings.configure(...)`` both work as in DSPy.

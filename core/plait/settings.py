@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "max_errors": 10,          # Evaluate / batch stop after this many failures
     "track_usage": False,      # attach LM usage to the Prediction of each top-level module call
     "display_progress": False,
+    "async_max_workers": 8,    # programs one asyncify()'d callable runs at once per event loop
 }
 
 _overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(

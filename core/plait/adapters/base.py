@@ -132,6 +132,12 @@ class Adapter(ABC):
             except StopIteration as done:
                 return done.value
 
+    def stream_parser(self, signature: Any) -> Any:
+        """An incremental parser for streaming this adapter's answers (``feed(chunk)`` and
+        ``finish(last_chunk="")``, each returning ``(field name, text, is last)`` pieces), or None when
+        the answer format cannot be split into fields as it arrives (the default)."""
+        return None
+
     # --- the request / parse / retry loop -------------------------------------------------
     def retries(self) -> int:
         """Re-asks allowed after the first attempt (``max_retries`` or the setting)."""

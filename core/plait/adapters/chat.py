@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from plait.adapters._parsing import (FieldInfo, keys_for, label_regex, label_sections, marker_sections,
-                                     normalize_key, render_value)
+from plait.adapters._parsing import (MARKER_RE, FieldInfo, keys_for, label_regex, label_sections,
+                                     marker_sections, normalize_key, render_value)
 from plait.adapters.base import (Adapter, Formatted, as_prompt, base_infos, check_inputs,
                                  default_instructions, demo_parts)
 from plait.primitives.example import Example
@@ -23,6 +23,10 @@ COMPLETED = "[[ ## completed ## ]]"
 _COMPLETED_LINE = "\n" + COMPLETED
 _DEMO_CACHE_SIZE = 1024   # cached demos per plan; cleared when full
 _PARTIAL_NOTE = "(An example of the task; some of its fields are missing.)\n\n"
+# A text end that may still grow into a MARKER_RE match ("[", "[[ ## ans", "**[[ ## a ## ]"):
+# held back while streaming until the next chunk decides.
+_PARTIAL_MARKER = re.compile(r"[ \t]*[#*_>`]*[ \t]*(?:\[(?:\[[ \t]*#*[ \t]*[^\[\]#\n]*[ \t]*#*[ \t]*\]?)?)?\Z")
+_MAX_MARKER_CHARS = 200   # longer "[[ ..." runs are not held back (marker names are short)
 
 
 def marker(name: str) -> str:
@@ -158,6 +162,11 @@ class ChatAdapter(Adapter):
         blocks.append(COMPLETED)
         return "\n\n".join(blocks)
 
+    def stream_parser(self, signature: Any) -> MarkerStreamParser | None:
+        if type(self).parse is not ChatAdapter.parse:
+            return None   # a subclass with another answer format (JSONAdapter)
+        return MarkerStreamParser(self.plan(signature).output_keys)
+
     # --- parse ----------------------------------------------------------------------------
     def parse(self, signature: Any, text: str) -> dict[str, Any]:
         plan = self.plan(signature)
@@ -236,3 +245,81 @@ def _field_list(title: str, infos: Sequence[FieldInfo]) -> str:
     lines = [f"{index}. `{info.name}` ({info.type_name})" + (f": {info.desc}" if info.desc else "")
              for index, info in enumerate(infos, 1)]
     return f"{title}:\n" + "\n".join(lines)
+
+
+class MarkerStreamParser:
+    """Splits a marker-delimited answer, fed chunk by chunk, into each output field's text.
+
+    ``feed(chunk)`` and ``finish()`` return ``(field name, text, is last)`` pieces; a whole
+    answer can be given at once to ``finish(text)``. Sections follow ``marker_sections`` (the
+    lenient parser): unknown markers (``completed``, input echoes) end a section, a field's
+    second section is ignored, text before the first marker is ignored. A field's pieces join
+    to its section with surrounding whitespace stripped, so for a text field they join to
+    exactly the parsed value. Text that may be the start of the next marker, and trailing
+    whitespace, wait for the next chunk; each field ends with one piece marked last (possibly
+    empty).
+    """
+
+    __slots__ = ("_keys", "_buffer", "_field", "_started", "_seen")
+
+    def __init__(self, keys: Mapping[str, FieldInfo]):
+        self._keys = keys
+        self._buffer = ""
+        self._field: str | None = None   # the output field whose text is arriving
+        self._started = False            # its leading whitespace is behind us
+        self._seen: set[str] = set()
+
+    def feed(self, chunk: str) -> list[tuple[str, str, bool]]:
+        self._buffer += chunk
+        return self._drain(final=False)
+
+    def finish(self, chunk: str = "") -> list[tuple[str, str, bool]]:
+        """The pieces left once the answer is complete (``chunk``: its last part, if any)."""
+        self._buffer += chunk
+        return self._drain(final=True)
+
+    def _drain(self, *, final: bool) -> list[tuple[str, str, bool]]:
+        pieces: list[tuple[str, str, bool]] = []
+        buffer = self._buffer
+        pos = 0
+        hold = len(buffer)
+        while True:
+            match = MARKER_RE.search(buffer, pos)
+            if match is None:
+                break
+            if match.end() == len(buffer) and not final:
+                hold = match.start()   # markdown or a newline after "]]" may still come
+                break
+            self._text(buffer[pos:match.start()], pieces, last=True)
+            info = self._keys.get(normalize_key(match.group(1)))
+            self._field = info.name if info is not None and info.name not in self._seen else None
+            if self._field is not None:
+                self._seen.add(self._field)
+            self._started = False
+            pos = match.end()
+        if final:
+            self._text(buffer[pos:], pieces, last=True)
+            self._field, self._buffer = None, ""
+            return pieces
+        if hold == len(buffer):
+            partial = _PARTIAL_MARKER.search(buffer, max(pos, len(buffer) - _MAX_MARKER_CHARS))
+            hold = partial.start() if partial is not None else hold   # it matches "" at the end
+        kept = self._text(buffer[pos:hold], pieces, last=False)
+        self._buffer = kept + buffer[hold:]
+        return pieces
+
+    def _text(self, text: str, pieces: list[tuple[str, str, bool]], *, last: bool) -> str:
+        """Emit ``text`` for the current field; returns the trailing whitespace kept back."""
+        field = self._field
+        if field is None:
+            return ""
+        if not self._started:
+            text = text.lstrip()
+            self._started = bool(text)
+        body = text.rstrip()
+        if last:
+            pieces.append((field, body, True))
+            return ""
+        if body:
+            pieces.append((field, body, False))
+        return text[len(body):]

@@ -5,11 +5,15 @@
 become default request parameters; everything else (api_base, api_key, n_ctx, ...) configures
 the backend. Every call goes through the ``plait_lm_call`` hook: the cache answers first, the
 built-in implementation calls ``backend.generate`` with retries last.
+
+Async calls (``arequest``, ``agenerate``, ``acall``) stay on the event loop when the backend
+has ``agenerate`` and only plait's own hook implementations are registered; otherwise the
+hook runs in a worker thread (see :func:`plait.plugins.acall_lm`). Inside
+``plait.streamify`` a predictor's call streams (see :mod:`plait.streaming`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +22,7 @@ from plait.errors import PluginError
 from plait.lm.history import inspect_history, local_timestamp, record
 from plait.lm.types import SECRET_PARAMS, LMCapabilities, LMRequest, LMResponse, RequestContext, Usage
 from plait.lm.usage import active_trackers
+from plait.streaming import current_stream
 
 # Request parameters understood across OpenAI-compatible and local backends.
 GENERATION_PARAMS = frozenset({
@@ -28,6 +33,7 @@ GENERATION_PARAMS = frozenset({
 MAX_LM_HISTORY = 1_000
 
 _call_lm: Any = None   # plait.plugins.call_lm, bound on first use (plugins are not import-time work)
+_acall_lm: Any = None  # plait.plugins.acall_lm, likewise
 
 
 def _load_call_lm() -> Any:
@@ -35,6 +41,13 @@ def _load_call_lm() -> Any:
     from plait.plugins import call_lm
     _call_lm = call_lm
     return call_lm
+
+
+def _load_acall_lm() -> Any:
+    global _acall_lm
+    from plait.plugins import acall_lm
+    _acall_lm = acall_lm
+    return acall_lm
 
 
 class LM:
@@ -79,7 +92,12 @@ class LM:
 
     def request(self, request: LMRequest) -> LMResponse:
         """Answer a prepared request through the ``plait_lm_call`` hook; records history and usage."""
-        response = (_call_lm or _load_call_lm())(self, request)
+        stream = current_stream()
+        if stream is None:
+            response = (_call_lm or _load_call_lm())(self, request)
+        else:
+            from plait.lm.streamed import stream_lm_call
+            response = stream_lm_call(self, request, stream)
         if response is None:
             raise PluginError("no plugin answered plait_lm_call: the built-in plugin "
                               "'plait.builtins.lm_call' is missing; check PLAIT_PLUGINS")
@@ -94,8 +112,18 @@ class LM:
                                                context=context, **params))
 
     async def arequest(self, request: LMRequest) -> LMResponse:
-        # Hooks are synchronous; the call runs in a worker thread (contextvars are copied).
-        return await asyncio.to_thread(self.request, request)
+        """``request`` for async code: on the event loop when the backend is natively async."""
+        stream = current_stream()
+        if stream is None:
+            response = await (_acall_lm or _load_acall_lm())(self, request)
+        else:
+            from plait.lm.streamed import astream_lm_call
+            response = await astream_lm_call(self, request, stream)
+        if response is None:
+            raise PluginError("no plugin answered plait_lm_call: the built-in plugin "
+                              "'plait.builtins.lm_call' is missing; check PLAIT_PLUGINS")
+        self._record(request, response)
+        return response
 
     async def agenerate(self, **kwargs: Any) -> LMResponse:
         return await self.arequest(self.build_request(**kwargs))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from plait.errors import LMError
@@ -40,4 +41,24 @@ def call_with_retries(fn: Callable[[A], T], arg: A, *, num_retries: int, source:
             emit("lm.retry", source=source, attempt=attempt + 1, max_retries=num_retries,
                  delay=delay, error=f"{type(error).__name__}: {error}")
             (sleep or time.sleep)(delay)   # looked up per call so tests can patch time.sleep
+            attempt += 1
+
+
+async def acall_with_retries(fn: Callable[[A], Awaitable[T]], arg: A, *, num_retries: int, source: str = "",
+                             sleep: Callable[[float], Awaitable[None]] | None = None,
+                             base_delay: float = 0.5) -> T:
+    """``await fn(arg)`` with :func:`call_with_retries`' policy, waiting with ``asyncio.sleep``
+    so the event loop keeps serving other tasks between attempts."""
+    attempt = 0
+    while True:
+        try:
+            return await fn(arg)
+        except LMError as error:
+            if not error.retryable or attempt >= num_retries:
+                raise
+            delay = backoff_delay(attempt, error, base=base_delay)
+            from plait.plugins import emit
+            emit("lm.retry", source=source, attempt=attempt + 1, max_retries=num_retries,
+                 delay=delay, error=f"{type(error).__name__}: {error}")
+            await (sleep or asyncio.sleep)(delay)
             attempt += 1

@@ -43,8 +43,22 @@ class Retriever:
 
     async def acall(self, query_or_queries: str | Sequence[str], k: int | None = None, *,
                     filter: Any = None) -> list[Passage] | list[list[Passage]]:
-        # No native async in the base class: offload to a thread (contextvars are copied).
-        return await asyncio.to_thread(self.__call__, query_or_queries, k, filter=filter)
+        """``__call__`` for async code. A retriever with an async ``asearch(queries, k, *,
+        filter=None)`` (same contract as ``search``) is awaited on the event loop while plait's
+        own ``plait_retrieve`` implementation is the only one; otherwise the hook runs in a
+        worker thread (contextvars are copied)."""
+        asearch = getattr(self, "asearch", None)
+        if asearch is None or not _retrieve_is_builtin():
+            return await asyncio.to_thread(self.__call__, query_or_queries, k, filter=filter)
+        single = isinstance(query_or_queries, str)
+        queries = [query_or_queries] if single else list(query_or_queries)
+        k = self.k if k is None else k
+        check_request(self, queries, k, filter)
+        if not queries:
+            return []
+        answer = await (asearch(queries, k, filter=filter) if filter is not None else asearch(queries, k))
+        results = best_first(self, queries, k, answer)
+        return results[0] if single else results
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Retriever:
         return self   # an index / client is shared by copies of a program
@@ -52,6 +66,17 @@ class Retriever:
 
 def retrieve(retriever: Any, queries: list[str], k: int, *, filter: Any = None) -> list[list[Passage]]:
     """Ask the ``plait_retrieve`` hook; check the answer's shape before handing it out."""
+    check_request(retriever, queries, k, filter)
+    if not queries:
+        return []
+    from plait.plugins import get_plugin_manager
+    results = get_plugin_manager().hook.plait_retrieve(retriever=retriever, queries=queries, k=k,
+                                                       options={"filter": filter} if filter is not None else {})
+    return best_first(retriever, queries, k, results)
+
+
+def check_request(retriever: Any, queries: list[str], k: int, filter: Any) -> None:
+    """Raise a clear error for a bad ``k``, a non-string query or an unsupported filter."""
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
     for query in queries:
@@ -60,15 +85,36 @@ def retrieve(retriever: Any, queries: list[str], k: int, *, filter: Any = None) 
     if filter is not None and not getattr(retriever, "supports_filters", False):
         raise ValueError(f"{type(retriever).__name__} does not support filters; drop filter= or use a "
                          f"retriever that does (qdrant, chroma, pinecone, marqo, memory)")
-    if not queries:
-        return []
-    from plait.plugins import get_plugin_manager
-    results = get_plugin_manager().hook.plait_retrieve(retriever=retriever, queries=queries, k=k,
-                                                       options={"filter": filter} if filter is not None else {})
+
+
+def best_first(retriever: Any, queries: list[str], k: int, results: Any) -> list[list[Passage]]:
+    """Each query's passages sorted best first and cut to ``k``, after checking that every
+    query was answered."""
     if results is None or len(results) != len(queries):
         raise RuntimeError(f"{type(retriever).__name__} answered {0 if results is None else len(results)} "
                            f"result lists for {len(queries)} queries: a retriever must answer every query")
     return [sorted(passages, key=_by_score)[:k] for passages in results]
+
+
+# (plugins generation, whether plait's own plait_retrieve implementation is the only one)
+_retrieve_route: tuple[int, bool] = (-1, False)
+
+
+def _retrieve_is_builtin() -> bool:
+    """True while only plait's built-in ``plait_retrieve`` (which asks the retriever itself) is
+    registered and no hook monitoring is on: ``acall`` may then await ``asearch`` directly."""
+    global _retrieve_route
+    from plait import plugins
+    manager = plugins.get_plugin_manager()
+    current = plugins.generation()
+    seen, builtin = _retrieve_route
+    if seen != current:
+        from plait.builtins import retrieval
+        impls = manager.hook.plait_retrieve.get_hookimpls()
+        builtin = ([impl.plugin for impl in impls] == [retrieval]
+                   and getattr(manager, "plain_hookexec", None) is getattr(manager, "_inner_hookexec", None))
+        _retrieve_route = (current, builtin)
+    return builtin
 
 
 def _by_score(passage: Passage) -> float:

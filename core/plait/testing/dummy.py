@@ -5,15 +5,22 @@
 ``DummyLM(fn)`` calls ``fn(request)`` (an :class:`LMRequest`; ``request.context.inputs`` holds the
 input values) and uses what it returns. An answer is a dict of output field values, formatted by
 the calling adapter exactly as a perfect LM would write them, or a str sent back verbatim.
+
+The backend is natively async (``agenerate``, ``astream``) and streams (``stream`` yields the
+rendered answer ``stream_chunk_size`` characters at a time), so async and streaming programs
+run their real code paths in tests. ``latency=`` (seconds) makes every call take that long:
+``time.sleep`` for sync calls, ``asyncio.sleep`` for async ones.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Union
 
-from plait.errors import LMError
+from plait.errors import LMBadRequestError, LMError
 from plait.lm.base import LM
 from plait.lm.types import LMCapabilities, LMRequest, LMResponse, Usage
 
@@ -29,13 +36,19 @@ class DummyBackend:
     """The backend behind DummyLM and the ``dummy`` provider."""
 
     def __init__(self, answers: Answers | None = None, *, small_model: bool = False,
-                 model_type: str = "chat"):
+                 model_type: str = "chat", latency: float = 0.0, stream_chunk_size: int = 4):
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
+            raise ValueError(f"latency must be a number of seconds >= 0, not {latency!r}")
+        if isinstance(stream_chunk_size, bool) or not isinstance(stream_chunk_size, int) or stream_chunk_size < 1:
+            raise ValueError(f"stream_chunk_size must be a positive int, not {stream_chunk_size!r}")
         self.answers = [] if answers is None else answers
+        self.latency = float(latency)
+        self.stream_chunk_size = stream_chunk_size
         self._next = 0
         self._lock = threading.Lock()
         self.calls = 0
         self.capabilities = LMCapabilities(chat=True, text=True, n=True, json_object=True,
-                                           prefill=True, small_model=small_model)
+                                           prefill=True, small_model=small_model, streaming=True)
 
     def _pick(self, request: LMRequest) -> Answer:
         answers = self.answers
@@ -56,6 +69,39 @@ class DummyBackend:
         return answers[index]
 
     def generate(self, request: LMRequest) -> LMResponse:
+        if self.latency:
+            time.sleep(self.latency)
+        return self._answer(request)
+
+    async def agenerate(self, request: LMRequest) -> LMResponse:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return self._answer(request)
+
+    def stream(self, request: LMRequest) -> Iterator[str]:
+        """The rendered answer in ``stream_chunk_size``-character pieces (one completion)."""
+        if self.latency:
+            time.sleep(self.latency)
+        yield from self._pieces(request)
+
+    async def astream(self, request: LMRequest) -> AsyncIterator[str]:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        for piece in self._pieces(request):
+            yield piece
+            await asyncio.sleep(0)   # let other tasks run between chunks, as a network stream does
+
+    def _pieces(self, request: LMRequest) -> list[str]:
+        if int(request.params.get("n") or 1) != 1:
+            raise LMBadRequestError("streaming yields one completion: drop n=... or use generate()",
+                                    provider="dummy")
+        with self._lock:
+            self.calls += 1
+        text = self._render(request, self._pick(request))
+        size = self.stream_chunk_size
+        return [text[start:start + size] for start in range(0, len(text), size)]
+
+    def _answer(self, request: LMRequest) -> LMResponse:
         with self._lock:
             self.calls += 1
         n = int(request.params.get("n") or 1)
@@ -95,8 +141,11 @@ class DummyLM(LM):
     """An LM for tests: scripted answers, real adapters, real hooks (caching off by default)."""
 
     def __init__(self, answers: Answers | None = None, *, small_model: bool = False,
-                 cache: bool = False, model: str = "dummy/dummy", **kwargs: Any):
-        super().__init__(model, cache=cache, backend=DummyBackend(answers, small_model=small_model), **kwargs)
+                 cache: bool = False, model: str = "dummy/dummy", latency: float = 0.0,
+                 stream_chunk_size: int = 4, **kwargs: Any):
+        backend = DummyBackend(answers, small_model=small_model, latency=latency,
+                               stream_chunk_size=stream_chunk_size)
+        super().__init__(model, cache=cache, backend=backend, **kwargs)
 
     @property
     def calls(self) -> int:
