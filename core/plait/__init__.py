@@ -22,7 +22,8 @@ _EXPORTS: dict[str, str] = {
     # modules
     "Predict": "plait.predict", "ChainOfThought": "plait.predict", "majority": "plait.predict",
     "MultiChainComparison": "plait.predict", "BestOfN": "plait.predict", "Refine": "plait.predict",
-    "Parallel": "plait.predict", "ProgramOfThought": "plait.predict",
+    "Parallel": "plait.predict", "ProgramOfThought": "plait.predict", "ReAct": "plait.predict",
+    "Tool": "plait.predict",
     "Sandbox": "plait.sandbox", "SandboxResult": "plait.sandbox",
     "Suggest": "plait.assertions", "Assert": "plait.assertions", "with_assertions": "plait.assertions",
     "AssertionFailedError": "plait.assertions",

@@ -12,6 +12,9 @@ Backend options (everything else given to ``plait.LM`` is a generation parameter
 - ``organization``, ``project``, ``headers`` (sent with every request), ``extra_body`` (merged
   into every request body), ``http_client`` / ``async_http_client`` (custom transports).
 - ``small_model=True``: declare a small model so adapters pick the template format.
+- ``function_calling=True``: declare that the server does native tool calls (``tools=`` /
+  ``tool_calls``; llama.cpp's server needs ``--jinja``); on by default for OpenAI's own API.
+  Responses carry the calls in ``LMResponse.tool_calls``.
 
 Decisions worth knowing:
 

@@ -32,7 +32,7 @@ TOKEN_PARAMS = frozenset({"max_tokens", "max_completion_tokens"})
 # Per-call parameters that are fine despite looking like transport details.
 ALLOWED_PER_CALL = frozenset({"extra_headers"})
 OPTIONS = ("api_base (or base_url)", "api_key", "organization", "project", "headers", "extra_body",
-           "http_client", "async_http_client", "small_model")
+           "http_client", "async_http_client", "small_model", "function_calling")
 
 
 def _sdk_params(method: Any) -> frozenset[str]:
@@ -73,7 +73,7 @@ class OpenAIBackend:
                  organization: str | None = None, project: str | None = None,
                  headers: dict[str, str] | None = None, extra_body: dict[str, Any] | None = None,
                  http_client: Any = None, async_http_client: Any = None, small_model: bool = False,
-                 **unknown: Any):
+                 function_calling: bool | None = None, **unknown: Any):
         if unknown:
             names = ", ".join(sorted(unknown))
             hint = (" plait retries by itself: pass num_retries=... to plait.LM."
@@ -113,7 +113,10 @@ class OpenAIBackend:
         # JSON modes exist for chat only: servers ignore response_format on text completions.
         self.capabilities = LMCapabilities(
             chat=self._chat, text=not self._chat, n=True, json_object=self._chat, json_schema=self._chat,
-            prefill=False, small_model=bool(small_model), streaming=True, tools=False)
+            prefill=False, small_model=bool(small_model), streaming=True,
+            # Function calling: OpenAI's API has it; another server says so with function_calling=True
+            # (llama.cpp needs --jinja, vLLM --enable-auto-tool-choice).
+            tools=self._chat and (official if function_calling is None else bool(function_calling)))
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, api_base={self.api_base!r}, model_type={self.model_type!r})"
@@ -184,13 +187,14 @@ class OpenAIBackend:
         wanted = kwargs.get("n") or 1
         outputs: list[str] = []
         reasons: list[str] = []
+        calls: list[list[dict[str, Any]]] = []
         first = self._create(kwargs)
-        usage = self._collect(first, outputs, reasons)
+        usage = self._collect(first, outputs, reasons, calls)
         while len(outputs) < wanted:   # the server gave fewer choices than asked: ask again
             self._next_fill(kwargs, wanted - len(outputs))
-            usage += self._collect(self._create(kwargs), outputs, reasons)
+            usage += self._collect(self._create(kwargs), outputs, reasons, calls)
         return LMResponse(outputs[:wanted], usage, getattr(first, "model", None) or self.model,
-                          False, reasons[:wanted], first)
+                          False, reasons[:wanted], first, calls[:wanted] if any(calls) else None)
 
     def stream(self, request: LMRequest) -> Iterator[str]:
         """Yield the completion's text as the server produces it (one choice)."""
@@ -255,13 +259,14 @@ class OpenAIBackend:
         wanted = kwargs.get("n") or 1
         outputs: list[str] = []
         reasons: list[str] = []
+        calls: list[list[dict[str, Any]]] = []
         first = await self._acreate(kwargs)
-        usage = self._collect(first, outputs, reasons)
+        usage = self._collect(first, outputs, reasons, calls)
         while len(outputs) < wanted:
             self._next_fill(kwargs, wanted - len(outputs))
-            usage += self._collect(await self._acreate(kwargs), outputs, reasons)
+            usage += self._collect(await self._acreate(kwargs), outputs, reasons, calls)
         return LMResponse(outputs[:wanted], usage, getattr(first, "model", None) or self.model,
-                          False, reasons[:wanted], first)
+                          False, reasons[:wanted], first, calls[:wanted] if any(calls) else None)
 
     async def astream(self, request: LMRequest) -> AsyncIterator[str]:
         """Async :meth:`stream`."""
@@ -305,17 +310,23 @@ class OpenAIBackend:
         if isinstance(seed, int):   # a different (still reproducible) sample each time
             kwargs["seed"] = seed + 1
 
-    def _collect(self, response: Any, outputs: list[str], reasons: list[str]) -> Usage:
-        """Append the response's texts and finish reasons; return its usage."""
+    def _collect(self, response: Any, outputs: list[str], reasons: list[str],
+                 calls: list[list[dict[str, Any]]]) -> Usage:
+        """Append the response's texts, finish reasons and tool calls; return its usage."""
         choices = getattr(response, "choices", None)
         if not choices:
             raise LMServerError(f"the server at {self.api_base} answered with no choices for model "
                                 f"{self.model!r}", provider=PROVIDER)
         chat = self._chat
         for choice in choices:
-            text = (choice.message.content if choice.message is not None else None) if chat else choice.text
+            message = choice.message if chat else None
+            text = (message.content if message is not None else None) if chat else choice.text
             outputs.append(text or "")
             reasons.append(choice.finish_reason or "")
+            called = getattr(message, "tool_calls", None) if message is not None else None
+            calls.append([{"id": call.id, "name": call.function.name, "arguments": call.function.arguments}
+                          for call in called if getattr(call, "function", None) is not None]
+                         if called else [])
         usage = response.usage
         if usage is None:
             return Usage()

@@ -177,7 +177,12 @@ class LMRequest:
 
 @dataclass(slots=True)
 class LMResponse:
-    """What a backend answered: one output text per choice (``n`` of them)."""
+    """What a backend answered: one output text per choice (``n`` of them).
+
+    ``tool_calls`` (native function calling) is None when no choice called a tool, else one
+    list per choice of ``{"id": str, "name": str, "arguments": str}`` (arguments as the JSON
+    text the model wrote).
+    """
 
     outputs: list[str]
     usage: Usage = field(default_factory=Usage)
@@ -185,20 +190,26 @@ class LMResponse:
     cached: bool = False
     finish_reasons: list[str] | None = None
     raw: Any = None   # the backend's own response object, for debugging; never cached
+    tool_calls: list[list[dict[str, Any]]] | None = None
 
     def copy(self) -> LMResponse:
         """A copy safe to hand to a caller (the cache copies on read)."""
         return LMResponse(list(self.outputs), Usage(self.usage.prompt_tokens, self.usage.completion_tokens,
                                                     self.usage.total_tokens, self.usage.cost),
                           self.model, self.cached,
-                          None if self.finish_reasons is None else list(self.finish_reasons), None)
+                          None if self.finish_reasons is None else list(self.finish_reasons), None,
+                          None if self.tool_calls is None else
+                          [[dict(call) for call in calls] for calls in self.tool_calls])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"outputs": self.outputs, "usage": self.usage.to_dict(), "model": self.model,
-                "finish_reasons": self.finish_reasons}
+        data: dict[str, Any] = {"outputs": self.outputs, "usage": self.usage.to_dict(), "model": self.model,
+                                 "finish_reasons": self.finish_reasons}
+        if self.tool_calls is not None:
+            data["tool_calls"] = self.tool_calls
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LMResponse:
         usage = data.get("usage") or {}
         return cls(list(data["outputs"]), Usage(**usage), data.get("model", ""), False,
-                   data.get("finish_reasons"))
+                   data.get("finish_reasons"), None, data.get("tool_calls"))
