@@ -17,20 +17,21 @@ class GenerateAnswer(dspy.Signature):
     answer = dspy.OutputField(desc="often between 1 and 5 words")
 
 
-PASSAGES = {"Who wrote Hamlet?": ["Hamlet is a tragedy written by William Shakespeare."],
-            "Capital of France?": ["Paris is the capital and largest city of France."]}
+PASSAGES = ["Hamlet is a tragedy written by William Shakespeare.",
+            "Paris is the capital and largest city of France.",
+            "The Nile is a major north-flowing river in Africa."]
 
 
 class RAG(dspy.Module):
-    """The seed README's RAG program, with a dictionary standing in for Retrieve (issue 4)."""
+    """The seed README's RAG program, verbatim."""
 
     def __init__(self, num_passages=3):
         super().__init__()
-        self.num_passages = num_passages
+        self.retrieve = dspy.Retrieve(k=num_passages)
         self.generate_answer = dspy.ChainOfThought(GenerateAnswer)
 
     def forward(self, question):
-        context = PASSAGES[question][: self.num_passages]
+        context = self.retrieve(question).passages
         prediction = self.generate_answer(context=context, question=question)
         return dspy.Prediction(context=context, answer=prediction.answer)
 
@@ -38,12 +39,16 @@ class RAG(dspy.Module):
 def test_seed_rag_program_runs_and_evaluates():
     lm = DummyLM({"Hamlet": {"reasoning": "The passage says so.", "answer": "William Shakespeare"},
                   "France": {"reasoning": "The passage says so.", "answer": "Paris"}})
-    dspy.settings.configure(lm=lm)
+    retriever = dspy.retriever("memory", embedder=dspy.embedder("hashing"))
+    retriever.add(PASSAGES)
+    dspy.settings.configure(lm=lm, rm=retriever)
     devset = [dspy.Example(question="Who wrote Hamlet?", answer="William Shakespeare").with_inputs("question"),
               dspy.Example(question="Capital of France?", answer="Lyon").with_inputs("question")]
     evaluate = dspy.evaluate.Evaluate(devset=devset, metric=answer_exact_match, num_threads=2)
-    result = evaluate(RAG())
+    result = evaluate(RAG(num_passages=1))
     assert float(result) == 50.0
+    hamlet = result.results[0][1]
+    assert [p.text for p in hamlet.context] == [PASSAGES[0]]      # the retriever found the passage
     assert [name for name, _ in RAG().named_predictors()] == ["generate_answer.predict"]
 
 
