@@ -49,7 +49,7 @@ _EXPORTS: dict[str, str] = {
     "LabeledFewShot": "plait.teleprompt", "BootstrapFewShot": "plait.teleprompt",
     "BootstrapFewShotWithRandomSearch": "plait.teleprompt", "KNNFewShot": "plait.teleprompt",
     "Ensemble": "plait.teleprompt", "COPRO": "plait.teleprompt", "MIPROv2": "plait.teleprompt",
-    "Budget": "plait.teleprompt",
+    "Budget": "plait.teleprompt", "BootstrapFinetune": "plait.teleprompt",
     # evaluation
     "Evaluate": "plait.evaluate",
     # plugins and registry

@@ -69,6 +69,6 @@ def plait_register_teleprompters() -> list[TeleprompterBackend]:
         TeleprompterBackend("miprov2", _miprov2,
                             summary="instruction x demo-set search on minibatches (Bayesian with optuna, "
                                     "random without)"),
-        TeleprompterBackend("bootstrap-finetune", _bootstrap_finetune, requires=("transformers", "peft", "torch"),
+        TeleprompterBackend("bootstrap-finetune", _bootstrap_finetune, extra="finetune", requires=("transformers", "peft", "torch"),
                             summary="LoRA-finetunes a small local causal LM on passing traces"),
     ]

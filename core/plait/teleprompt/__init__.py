@@ -8,12 +8,13 @@ from plait.teleprompt.base import Budget, BudgetExceeded, CallEstimate, Teleprom
 from plait.teleprompt.bootstrap import BootstrapError, BootstrapFewShot
 from plait.teleprompt.copro import COPRO
 from plait.teleprompt.ensemble import Ensemble
+from plait.teleprompt.finetune import BootstrapFinetune
 from plait.teleprompt.knn import KNNFewShot
 from plait.teleprompt.labeled import LabeledFewShot
 from plait.teleprompt.mipro import MIPROv2
 from plait.teleprompt.random_search import BootstrapFewShotWithRandomSearch
 
 __all__ = [
-    "BootstrapError", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "Budget", "BudgetExceeded",
+    "BootstrapError", "BootstrapFewShot", "BootstrapFinetune", "BootstrapFewShotWithRandomSearch", "Budget", "BudgetExceeded",
     "COPRO", "CallEstimate", "Ensemble", "KNNFewShot", "LabeledFewShot", "MIPROv2", "Teleprompter",
 ]
