@@ -243,9 +243,9 @@ def test_template_continuation_with_prefill_and_invalid_value():
 def test_template_continuation_plain_chat_and_budget():
     lm = FakeLM("Reasoning: two and two", "Answer: 4")
     assert TemplateAdapter()(lm, {}, COT, [], {"question": "2+2?"}) == [{"reasoning": "two and two", "answer": 4}]
-    follow_up = lm.calls[1]["messages"]
-    assert follow_up[-2] == {"role": "assistant", "content": "Reasoning: two and two"}
-    assert "missing" in follow_up[-1]["content"] and follow_up[-1]["content"].endswith("Answer:")
+    # Re-primed, not explained: the same user turn with the reasoning filled in and the next label.
+    first, follow_up = lm.calls[0]["messages"], lm.calls[1]["messages"]
+    assert follow_up == [first[0], {"role": "user", "content": first[1]["content"] + " two and two\nAnswer:"}]
     lm = FakeLM(" still thinking", " more thinking", capabilities=SMALL_TEXT)
     with pytest.raises(AdapterParseError, match="field `answer` expects int") as info:
         TemplateAdapter(max_retries=1)(lm, {}, COT, [], {"question": "2+2?"})

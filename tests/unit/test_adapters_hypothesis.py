@@ -3,6 +3,8 @@ parse(format_completion(values)) == values."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,6 +19,8 @@ SIGNATURES = [
     Signature("question -> reasoning, answer: int"),
     Signature("context, question -> answer: bool, tags: list[str], score: float"),
 ]
+# A line of dashes after the answer's first line (its first line follows "Answer: ").
+SEPARATOR_LINE = re.compile(r"\n[ \t]*-{3,}[ \t]*(?:\n|$)")
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Text an LM might write: markers, labels, JSON bits, markdown, separators and plain words.
@@ -73,6 +77,9 @@ def test_json_round_trip_any_str(adapter, text):
         try:
             parsed = adapter.parse(sig, adapter.format_completion(sig, {"answer": text}))
         except AdapterParseError:
-            assert not text.strip()
+            # Nothing usable: a blank answer; for the template adapter also a blank one before a
+            # "---" line (where a new example starts), since an empty answer counts as missing.
+            head = SEPARATOR_LINE.split(text, 1)[0] if adapter.name == "template" else text
+            assert not head.strip()
         else:
             assert list(parsed) == ["answer"]

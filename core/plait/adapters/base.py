@@ -171,15 +171,19 @@ class Adapter(ABC):
                        ) -> Generator[dict[str, Any], LMResponse, list[dict[str, Any]]]:
         """The re-asks after a first attempt that gave ``error``, written once as a generator
         that ``__call__`` and ``acall`` feed with LM responses, so both behave identically."""
-        attempts = 1 + self.retries()
+        budget = self.retries()
+        attempts = 1
         formatted = original
-        for _attempt in range(2, attempts + 1):
+        while budget > 0:
             assert error is not None
             formatted, known = self._next_request(signature, original, formatted, error, lm)
             response = yield _request(formatted, context, params)
+            attempts += 1
             results, error = self._parse_outputs(signature, response, known)
             if results:
                 return results
+            if not self._progressed(signature, known, error):   # an attempt that added a field is free
+                budget -= 1
         assert error is not None
         raise AdapterParseError(
             f"{self.name} adapter gave up after {attempts} attempt(s): {error}",
@@ -189,6 +193,13 @@ class Adapter(ABC):
     def _request_params(self, signature: Any, lm: Any, lm_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Per-call LM settings; adapters add what they need (response_format, stop)."""
         return dict(lm_kwargs)
+
+    def _progressed(self, signature: Any, known: Mapping[str, Any], error: AdapterParseError) -> bool:
+        """Whether a re-ask that still failed got further than ``known`` (the fields it was
+        given); such an attempt does not use up the retry budget. Adapters that continue partial
+        answers say so; since each free attempt must add a field, the number of attempts stays
+        bounded. Plain re-asks never progress."""
+        return False
 
     def _parse_rest(self, signature: Any, text: str, known: Mapping[str, Any]) -> dict[str, Any]:
         """Parse a completion given the fields already parsed by earlier attempts."""

@@ -4,16 +4,22 @@ The prompt is the instructions, "---", a "Follow the following format." block wi
 per field, "---", the demos as "Label: value" blocks, then the current inputs followed by the
 FIRST output label, so the model only has to continue. How it is sent depends on the backend:
 
-- text completion (``capabilities.text`` and not chat, or a small model that takes text):
-  ``prompt=`` ending with the first output label;
+- text completion (``capabilities.text`` and not chat, or a small model that takes text, as
+  the llama.cpp plugin's SmolLM2): ``prompt=`` ending with the first output label;
 - chat with ``prefill``: the template as the user message, ``prefill=`` the first label;
-- plain chat: the template, ending with the first label, as the user message.
+- plain chat: the template, ending with the first label, as the user message; for a small
+  model without the format guide (SmolLM2 behind an OpenAI-style server copied the guide's
+  inputs and label and stopped there), so it sees only the instructions, demos and inputs.
 
-Small models ramble on into a new example, so parsing stops at "---" or a repeated input
-label, and text before any label belongs to the first expected output field. When trailing
-output fields are missing, the adapter CONTINUES the partial answer (the prompt or prefill
-becomes the answer so far plus the next label), which counts against the retry budget: this
-is what lets a 135M model do reasoning-then-answer.
+Small models ramble on into a new example, so generation stops at "---" and the input labels,
+parsing stops at "---" or a repeated input label, the last field ends at a blank line or at a
+new unknown label ("Explanation:"), and text before any label belongs to the first expected
+output field. They also copy the guide's ``${...}`` placeholders, answer with nothing or echo
+instructions: such a value counts as MISSING. When output fields are missing, the adapter
+CONTINUES the partial answer: the same request with the fields so far filled in, ending with
+the next label; no explanation is sent, since small models copy it into their answer. A
+follow-up that adds a field is free; one that adds nothing counts against the retry budget.
+This is what lets a 135M model do reasoning-then-answer.
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ from plait.errors import AdapterParseError
 
 _SEPARATOR = "\n\n---\n\n"
 _SEPARATOR_LINE = re.compile(r"^[ \t]*-{3,}[ \t]*$", re.M)
+_MAX_STOPS = 4
+_PLACEHOLDER = re.compile(r"\$\{[^\n]*\}")
+# A later line that starts a label of its own: "Explanation: ...", "Note: ...", "Step 2:".
+_NEW_LABEL_LINE = re.compile(r"\n[ \t]*[*_]{0,2}[A-Z][\w'-]*(?:[ \t]+[\w'-]+){0,2}[*_]{0,2}:(?=[ \t]|$)", re.M)
+# Our own phrases that a small model echoed as its answer: the guide's heading and the parse
+# error that retries used to quote. Specific on purpose: a real answer may say "could not".
+_ECHO = re.compile(r"missing output field|follow the following format", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,7 @@ class TemplatePlan:
     labels: re.Pattern[str]              # any "Label:" at a line start
     inline: tuple[re.Pattern[str], ...]  # per output: "Label:" anywhere (run-on answers)
     stop: list[str]                      # stop sequences for text / prefill requests
+    placeholders: tuple[str, ...]        # the guide's "${...}" texts, which models copy
 
 
 class TemplateAdapter(Adapter):
@@ -57,18 +71,21 @@ class TemplateAdapter(Adapter):
     def _build_plan(self, signature: Any) -> TemplatePlan:
         inputs, outputs = base_infos(signature)
         instructions = default_instructions(signature, inputs, outputs)
-        guide_lines = [f"{info.label}: ${{{info.desc or info.name}}}"
-                       + (f" ({info.hint})" if info.hint else "") for info in inputs + outputs]
+        placeholders = tuple(_placeholder(info) for info in inputs + outputs)
+        guide_lines = [f"{info.label}: {placeholder}" + (f" ({info.hint})" if info.hint else "")
+                       for info, placeholder in zip(inputs + outputs, placeholders)]
         output_format = "\n".join(guide_lines[len(inputs):])
         guide = "Follow the following format.\n\n" + "\n".join(guide_lines) + _SEPARATOR
         first_label = f"{outputs[0].label}:" if outputs else ""
         inline = tuple(re.compile(r"(?:^|(?<=[\s*_.]))[*_]{0,2}" + re.escape(info.label)
                                   + r"[*_]{0,2}[ \t]*:[*_]{0,2}[ \t]?", re.I) for info in outputs)
-        stop = ["\n---"] + ([f"\n{inputs[0].label}:"] if inputs else [])
+        # A new example starts with an input label; OpenAI-style servers take at most 4 stops.
+        stop = ["\n---"] + [f"\n{info.label}:" for info in inputs[:_MAX_STOPS - 1]]
         return TemplatePlan(inputs, outputs, tuple(i.name for i in inputs), instructions,
                             instructions + _SEPARATOR + guide, guide, first_label, output_format,
                             keys_for(inputs + outputs), {info.name: i for i, info in enumerate(outputs)},
-                            label_regex(inputs + outputs, colon_required=True), inline, stop)
+                            label_regex(inputs + outputs, colon_required=True), inline, stop,
+                            tuple(sorted(set(placeholders))))
 
     # --- format ---------------------------------------------------------------------------
     def format(self, signature: Any, demos: Sequence[Any], inputs: Mapping[str, Any], *,
@@ -91,12 +108,15 @@ class TemplateAdapter(Adapter):
         if mode == "prefill":
             return Formatted([system, {"role": "user", "content": plan.chat_header + body}], None,
                              plan.first_label)
-        user = f"{plan.chat_header}{body}\n{plan.first_label}"
-        return Formatted([system, {"role": "user", "content": user}], None, None)
+        # Without a prefill a small model copies the format guide (inputs, label) and stops
+        # there: measured on SmolLM2-135M, see benchmarks/README.md. Demos still show the format.
+        header = "" if mode == "small_chat" else plan.chat_header
+        return Formatted([system, {"role": "user", "content": f"{header}{body}\n{plan.first_label}"}],
+                         None, None)
 
     def _request_params(self, signature: Any, lm: Any, lm_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         params = dict(lm_kwargs)
-        if "stop" not in params and _mode(lm) != "chat":
+        if "stop" not in params and _mode(lm) in ("text", "prefill"):
             # The model continues a template: stop it where a new example would begin.
             params["stop"] = self.plan(signature).stop
         return params
@@ -125,13 +145,21 @@ class TemplateAdapter(Adapter):
             _split_inline(plan, sections, start)
             last = plan.outputs[-1]
             if last.text and last.name in sections:
-                # Past a blank line after the last field, small models ramble: cut it.
-                sections[last.name] = sections[last.name].strip().split("\n\n", 1)[0]
+                sections[last.name] = _cut_rambling(sections[last.name])
+            for info in outs:
+                if info.name in sections and not _usable(plan, info, sections[info.name]):
+                    del sections[info.name]   # counts as missing: continued or retried
         return self._typed(signature, text, outs, sections, dict(known))
 
     # --- continuing a partial answer ------------------------------------------------------
     def _next_request(self, signature: Any, original: Formatted, current: Formatted,
                       error: AdapterParseError, lm: Any) -> tuple[Formatted, dict[str, Any]]:
+        """Re-prime rather than explain: the same template with the fields parsed so far filled
+        in, ending with the next label (with its type hint after an invalid value). Small models
+        copy explanations into their answer, so none is sent. With nothing usable the same
+        prompt would give the same answer at temperature 0, so it goes without the format guide
+        (the usual source of copied ``${...}`` placeholders and echoed inputs); a chat request
+        that would repeat the one that just failed goes without the trailing label."""
         plan = self.plan(signature)
         count = 0
         while count < len(plan.outputs) and plan.outputs[count].name in error.parsed:
@@ -143,30 +171,76 @@ class TemplateAdapter(Adapter):
         invalid = error.field == info.name
         label = f"{info.label} ({info.hint}):" if invalid and info.hint else f"{info.label}:"
         done = "".join(f"{o.label}: {render_value(o, known[o.name])}\n" for o in plan.outputs[:count])
+        drop_guide = not count and not invalid
         if original.prompt is not None:
-            base = original.prompt[:len(original.prompt) - len(plan.first_label)]
-            return Formatted(None, base + done + label, None), known
+            prompt = original.prompt[:len(original.prompt) - len(plan.first_label)]
+            if drop_guide and prompt.startswith(plan.text_header):
+                prompt = plan.system + _SEPARATOR + prompt[len(plan.text_header):]
+            return Formatted(None, prompt + done + label, None), known
+        messages = list(original.messages or ())
+        user = messages[-1]["content"] if messages else ""
+        if original.prefill is None:   # plain chat: the user turn ends with the first label
+            user = user[:len(user) - len(plan.first_label)]
+        if drop_guide and user.startswith(plan.chat_header):
+            user = user[len(plan.chat_header):]
         if original.prefill is not None:
-            return Formatted(list(original.messages or ()), None, done + label), known
-        if not count:   # chat without prefill and nothing usable: feedback with the format
-            formatted, _ = super()._next_request(signature, original, current, error, lm)
-            return formatted, known
-        missing = ", ".join(o.label for o in plan.outputs[count:])
-        follow_up = (f"{error}\n\nContinue the answer: give the missing field(s) ({missing}), "
-                     f"starting with\n{label}")
-        messages = [*(original.messages or []), {"role": "assistant", "content": done.rstrip()},
-                    {"role": "user", "content": follow_up}]
+            return Formatted(messages[:-1] + [{"role": "user", "content": user}], None, done + label), known
+        messages[-1:] = [{"role": "user", "content": user + done + label}]
+        if messages == current.messages:
+            # The very request that just failed would fail the same way at temperature 0: leave
+            # the label off and let the model answer freely (its text goes to the next field).
+            # Showing SmolLM2 its failed answer made it repeat that answer.
+            messages[-1:] = [{"role": "user", "content": (user + done).rstrip()}]
         return Formatted(messages, None, None), known
+
+    def _progressed(self, signature: Any, known: Mapping[str, Any], error: AdapterParseError) -> bool:
+        """The attempt parsed the field after ``known``, so it does not use up the budget (each
+        free attempt adds a field: at most as many as there are output fields)."""
+        outputs = self.plan(signature).outputs
+        return len(known) < len(outputs) and outputs[len(known)].name in error.parsed
 
 
 def _mode(lm: Any) -> str:
-    """"text" (prompt=), "prefill" (chat + prefill=) or "chat" for this LM."""
+    """"text" (prompt=), "prefill" (chat + prefill=), "small_chat" (a small model's plain chat)
+    or "chat" for this LM."""
     caps = getattr(lm, "capabilities", None) if lm is not None else None
     if caps is None:
         return "chat"
     if caps.text and (not caps.chat or caps.small_model):
         return "text"
-    return "prefill" if caps.prefill else "chat"
+    if caps.prefill:
+        return "prefill"
+    return "small_chat" if caps.small_model else "chat"
+
+
+def _placeholder(info: FieldInfo) -> str:
+    """The guide's stand-in for a field's value: ``${desc}``, or the desc itself when it is
+    one already (ChainOfThought's reasoning desc is ``${reasoning}``)."""
+    desc = info.desc or info.name
+    return desc if _PLACEHOLDER.fullmatch(desc) else f"${{{desc}}}"
+
+
+def _cut_rambling(text: str) -> str:
+    """The last field ends at a blank line or at a line starting a new, unknown label
+    ("Explanation: ..."): past it small models ramble on."""
+    text = text.strip().split("\n\n", 1)[0]
+    match = _NEW_LABEL_LINE.search(text)
+    return text[:match.start()].rstrip() if match else text
+
+
+def _usable(plan: TemplatePlan, info: FieldInfo, raw: str) -> bool:
+    """False for what a small model writes instead of a value: nothing (for a required field),
+    a copied ``${...}`` placeholder, a bare field label, or an echo of our own instructions."""
+    text = raw.strip()
+    if not text:
+        return info.optional
+    bare = text.strip("*_`'\". ")
+    if _PLACEHOLDER.fullmatch(bare) or any(p in text for p in plan.placeholders):
+        return False
+    if _ECHO.search(text):
+        return False
+    label = plan.labels.match(text)
+    return label is None or bool(text[label.end():].strip(" \t*_:"))
 
 
 def _sections(plan: TemplatePlan, body: str, start: int) -> dict[str, str]:

@@ -9,7 +9,10 @@ from plait.primitives.prediction import Prediction
 from plait.predict.predict import Predict
 from plait.signatures import OutputField, Signature, ensure_signature
 
-REASONING_PREFIX = "Reasoning: Let's think step by step in order to"
+# DSPy's prefix is "Reasoning: Let's think step by step in order to"; only the TemplateAdapter
+# shows it, and there SmolLM2-135M answered that lead-in with "solve this problem." or nothing,
+# where a plain "Reasoning:" got real reasoning (benchmarks/README.md, "Small local LMs").
+REASONING_PREFIX = "Reasoning:"
 
 
 class ChainOfThought(Module):
