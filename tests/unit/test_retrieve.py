@@ -133,3 +133,19 @@ def test_memory_index_rejects_a_changed_embedding_dimension():
 async def test_async_retrieve(memory):
     pred = await plait.Retrieve(k=1, retriever=memory).acall("capital of France")
     assert [p.id for p in pred.passages] == ["fr"]
+
+
+def test_demos_holding_passages_save_and_load_as_passages(tmp_path, memory):
+    program = plait.ChainOfThought("context, question -> answer")
+    context = plait.Retrieve(k=2, retriever=memory)("capital of Germany").passages
+    program.predict.demos = [plait.Example(context=context, question="Capital of Germany?",
+                                           reasoning="It says so.", answer="Berlin")]
+    program.save(tmp_path / "rag.json")
+    fresh = plait.ChainOfThought("context, question -> answer")
+    fresh.load(tmp_path / "rag.json")
+    assert fresh.predict.demos[0].context == context
+    assert all(isinstance(p, Passage) for p in fresh.predict.demos[0].context)
+    lm = DummyLM([{"reasoning": "r", "answer": "a"}, {"reasoning": "r", "answer": "a"}])
+    program(context=context, question="q", lm=lm)
+    fresh(context=context, question="q", lm=lm)
+    assert lm.history[0]["messages"] == lm.history[1]["messages"]   # identical prompts after load

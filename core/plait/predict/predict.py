@@ -58,7 +58,8 @@ class Predict(Module, Parameter):
     def load_state(self, state: dict[str, Any]) -> None:
         self.validate_state(state)
         self.signature = self.signature.load_state(state["signature"])
-        self.demos = [Example(demo) for demo in state["demos"]]
+        self.demos = [Example({key: _passages_from_json(value) for key, value in demo.items()})
+                      for demo in state["demos"]]
 
     # --- calling --------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
@@ -128,7 +129,32 @@ def _load_resolve_adapter() -> Any:
 
 def _demo_to_dict(demo: Any) -> dict[str, Any]:
     if isinstance(demo, Example):
-        return demo.toDict()
-    if isinstance(demo, dict):
-        return dict(demo)
-    raise StateError(f"a demo must be an Example or a dict, got {type(demo).__name__}")
+        values = demo.toDict()
+    elif isinstance(demo, dict):
+        values = dict(demo)
+    else:
+        raise StateError(f"a demo must be an Example or a dict, got {type(demo).__name__}")
+    return {key: _passages_to_json(value) for key, value in values.items()}
+
+
+# Retrieved passages inside demos (a RAG program's context) are saved as tagged objects and come
+# back as Passages, so a loaded program sends exactly the prompts the compiled one did.
+_PASSAGE_TAG = "plait.Passage"
+
+
+def _passages_to_json(value: Any) -> Any:
+    from plait.retrieve.passage import Passage
+    if isinstance(value, Passage):
+        return {"type": _PASSAGE_TAG, **value.to_dict()}
+    if isinstance(value, (list, tuple)) and any(isinstance(item, Passage) for item in value):
+        return [_passages_to_json(item) for item in value]
+    return value
+
+
+def _passages_from_json(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("type") == _PASSAGE_TAG:
+        from plait.retrieve.passage import Passage
+        return Passage(value["text"], value.get("score", 0.0), value.get("id"), value.get("metadata") or {})
+    if isinstance(value, list) and any(isinstance(item, dict) and item.get("type") == _PASSAGE_TAG for item in value):
+        return [_passages_from_json(item) for item in value]
+    return value
