@@ -229,18 +229,7 @@ def marker_sections(text: str, keys: Mapping[str, FieldInfo]) -> dict[str, str]:
     Unknown markers (input echoes, ``completed``) end the section before them; the first
     occurrence of a field wins.
     """
-    sections: dict[str, str] = {}
-    current: str | None = None
-    start = 0
-    for match in MARKER_RE.finditer(text):
-        if current is not None:
-            sections[current] = text[start:match.start()]
-        info = keys.get(normalize_key(match.group(1)))
-        current = info.name if info is not None and info.name not in sections else None
-        start = match.end()
-    if current is not None:
-        sections[current] = text[start:]
-    return sections
+    return label_sections(text, MARKER_RE, keys)
 
 
 def label_regex(infos: Iterable[FieldInfo], *, colon_required: bool) -> re.Pattern[str]:
