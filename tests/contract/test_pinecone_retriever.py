@@ -86,7 +86,7 @@ def test_outage_mid_batch_gives_bounded_retries_and_a_clear_error(embedder, monk
         with pytest.raises(PineconeUnavailableError, match="did not answer the query") as caught:
             retriever(["capital of France", "volcano magma", "jazz origins"], k=2)
         assert server.url.removeprefix("http://") in str(caught.value)   # names the host
-        assert 1 <= len(sleeps) <= 3                                        # bounded retries
+        assert len(sleeps) in (1, 2, 3)                                     # bounded retries
         assert time.perf_counter() - started < 10
         assert not server.running
         with pytest.raises(PineconeUnavailableError):                      # and stays an error, no stale answers
