@@ -65,12 +65,14 @@ class LM:
         self.num_retries = num_retries
         self.kwargs = {k: v for k, v in kwargs.items() if k in GENERATION_PARAMS}
         self._backend_kwargs = {k: v for k, v in kwargs.items() if k not in GENERATION_PARAMS}
-        if backend is None:
+        registry_built = backend is None
+        if registry_built:
             from plait import registry   # lazy: resolving plugins is not import-time work
             registered, model_name = registry.resolve_lm(model)
             backend = registry.create("lm", registered.backend.name, model=model_name,
                                       model_type=model_type, **self._backend_kwargs)
         self.backend = backend
+        self._injected_backend = None if registry_built else type(backend).__qualname__
         self.provider = model.split("/", 1)[0] if "/" in model else model
         self.history: deque[dict[str, Any]] = deque(maxlen=MAX_LM_HISTORY)
 
@@ -189,10 +191,16 @@ class LM:
         return new
 
     def dump_state(self) -> dict[str, Any]:
-        """JSON-safe settings (never credentials) for saving with a program."""
-        return {"model": self.model, "model_type": self.model_type, **self.kwargs,
-                **{k: v for k, v in self._backend_kwargs.items()
-                   if k not in SECRET_PARAMS and isinstance(v, (str, int, float, bool, type(None)))}}
+        """JSON-safe settings (never credentials) for saving with a program; ``LM(**state)``
+        builds the same LM again, except where ``injected_backend`` names a backend object that
+        was passed in (such an LM cannot be rebuilt from a file)."""
+        state = {"model": self.model, "model_type": self.model_type, "cache": self.cache,
+                 "num_retries": self.num_retries, **self.kwargs,
+                 **{k: v for k, v in self._backend_kwargs.items()
+                    if k not in SECRET_PARAMS and isinstance(v, (str, int, float, bool, type(None)))}}
+        if self._injected_backend is not None:
+            state["injected_backend"] = self._injected_backend
+        return state
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LM:
         return self   # an LM holds clients and locks: programs copied for optimisation share it

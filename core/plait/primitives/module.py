@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from plait.errors import PlaitError, StateError
 from plait.primitives import persistence
 from plait.primitives.example import Example
+from plait.primitives.saved_lms import plan_lm_restore
 from plait.settings import effective
 
 # Attribute names discovery never looks inside. Each holds data that never contains parameters
@@ -189,11 +190,12 @@ class Module:
         """Raise StateError if ``state`` does not fit this program; changes nothing."""
         _check_states(self, self.named_parameters(), state, "state")
 
-    def load_state(self, state: Mapping[str, Any]) -> None:
-        """Load every parameter's state; all or nothing (checked first, rolled back on failure)."""
+    def load_state(self, state: Mapping[str, Any], *, restore_lm: bool = True) -> None:
+        """Load every parameter's state; all or nothing (checked first, rolled back on failure).
+        ``restore_lm``: also give each predictor the LM it was saved with (see ``load``)."""
         named = self.named_parameters()
         _check_states(self, named, state, "state")
-        _load_states(named, state)
+        _load_with_lms(named, state, "state", restore_lm)
 
     def save(self, path: str | os.PathLike[str], *, save_program: bool = False) -> None:
         """Write every parameter's state to ``path`` as versioned JSON, atomically."""
@@ -209,15 +211,19 @@ class Module:
         parameters = _dump_states(self.named_parameters())
         persistence.save_state(path, persistence.make_document(type(self).__qualname__, parameters))
 
-    def load(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> None:
-        """Load a file written by ``save``. The whole file is checked before the program changes."""
+    def load(self, path: str | os.PathLike[str], *, allow_pickle: bool = False, restore_lm: bool = True) -> None:
+        """Load a file written by ``save``. The whole file is checked before the program changes.
+
+        Each predictor saved with an LM gets that LM back (``plait.LM(model, **settings)``, built
+        before anything changes; credentials come from the environment, as they were never
+        saved). ``restore_lm=False`` keeps the predictors' current LMs instead."""
         if allow_pickle:
             raise NotImplementedError("plait never unpickles (a pickle can run arbitrary code); "
                                       "it loads the JSON files program.save(path) writes")
         document = persistence.read_state(path)
         named = self.named_parameters()
         _check_states(self, named, document["parameters"], os.fspath(path), document.get("program"))
-        _load_states(named, document["parameters"])
+        _load_with_lms(named, document["parameters"], os.fspath(path), restore_lm)
 
     # --- running many ---------------------------------------------------------------------
     def batch(self, examples: Iterable[Example | Mapping[str, Any]], num_threads: int | None = None,
@@ -338,6 +344,14 @@ def _check_states(program: Module, named: list[tuple[str, Parameter]], state: An
         except (TypeError, ValueError, KeyError, AttributeError) as error:
             raise StateError(f"{source}: parameter {name!r} rejected its saved state: "
                              f"{type(error).__name__}: {error}") from error
+
+
+def _load_with_lms(named: list[tuple[str, Parameter]], state: Mapping[str, Any], source: str,
+                   restore_lm: bool) -> None:
+    lms = plan_lm_restore(named, state, source) if restore_lm else []   # may fail: nothing changed yet
+    _load_states(named, state)
+    for predictor, lm in lms:
+        predictor.lm = lm
 
 
 def _load_states(named: list[tuple[str, Parameter]], state: Mapping[str, Any]) -> None:

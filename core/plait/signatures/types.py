@@ -119,8 +119,26 @@ def _parse_literal(text: str, options: tuple[Any, ...]) -> Any:
                 return None
         elif str(option).lower() == word:
             return option
+    leading = _leading_option(clean_word(text).lower(), options)
+    if leading is not _NO_OPTION:
+        return leading
     listed = ", ".join(repr(option) for option in options)
     raise ValueError(f"expected one of {listed}, got {shorten(text)}")
+
+
+_NO_OPTION = object()
+# After a leading option: a parenthesis, a full stop or a new line, then anything (small LMs add
+# "(exactly one of: ...)" or a reason). " or ...", ", ..." and "/" stay ambiguous.
+_AFTER_OPTION = re.compile(r"\s*(?:[(\[]|[.:;!-]\s|\n)")
+
+
+def _leading_option(word: str, options: tuple[Any, ...]) -> Any:
+    """The one option ``word`` starts with, followed by an aside; ``_NO_OPTION`` otherwise."""
+    found = [option for option in options if option is not None and word.startswith(str(option).lower())
+             and _AFTER_OPTION.match(word, len(str(option)))]
+    if not found:
+        return _NO_OPTION
+    return max(found, key=lambda option: len(str(option)))   # "very positive" over "very"
 
 
 def _parse_enum(text: str, enum_type: type[enum.Enum]) -> enum.Enum:
