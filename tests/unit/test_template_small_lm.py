@@ -187,3 +187,63 @@ def test_generation_stops_at_every_input_label():
     assert requests(lm)[0]["params"]["stop"] == ["\n---", "\nContext:", "\nQuestion:"]
     many = plait.Signature("a, b, c, d, e -> answer")
     assert TemplateAdapter().plan(many).stop == ["\n---", "\nA:", "\nB:", "\nC:"]   # servers take 4
+
+
+# 4. Demos on a small model's plain chat (server). Packed into one user turn, the four bootstrapped
+# SST-2 demos made Qwen2.5-Coder-0.5B answer "Positive" to 48 of 50 dev sentences; as user /
+# assistant turns it scored 43 of 50 (benchmarks/README.md "Compile quality").
+def test_demos_on_a_small_plain_chat_are_user_and_assistant_turns():
+    sentiment = plait.Predict("sentence -> sentiment").signature
+    demos = [plait.Example(sentence="a joy", sentiment="positive"),
+             plait.Example(sentence="a mess", sentiment="negative")]
+    lm = server_lm(["negative"])
+    formatted = TemplateAdapter().format(sentiment, demos, {"sentence": "dull"}, lm=lm)
+    roles = [message["role"] for message in formatted.messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert formatted.messages[1]["content"] == "Sentence: a joy\nSentiment:"
+    assert formatted.messages[2]["content"] == "positive"
+    assert formatted.messages[4]["content"] == "negative"
+    assert formatted.messages[-1]["content"] == "Sentence: dull\nSentiment:"
+    with plait.context(lm=lm, adapter=TemplateAdapter()):
+        predictor = plait.Predict(sentiment)
+        predictor.demos = demos
+        assert predictor(sentence="dull").sentiment == "negative"
+
+
+def test_multi_field_demo_turns_continue_the_first_label_and_label_the_rest():
+    demo = plait.Example(question="2+2?", reasoning="two and two", answer="4")
+    formatted = TemplateAdapter().format(COT, [demo], {"question": "3+3?"}, lm=server_lm([]))
+    user, assistant = formatted.messages[1]["content"], formatted.messages[2]["content"]
+    assert user.endswith("\nReasoning:") and assistant == "two and two\nAnswer: 4"
+    partial = plait.Example(question="2+2?", answer="4")   # no reasoning: every value is labelled
+    formatted = TemplateAdapter().format(COT, [partial], {"question": "3+3?"}, lm=server_lm([]))
+    assert formatted.messages[1]["content"] == "Question: 2+2?"
+    assert formatted.messages[2]["content"] == "Answer: 4"
+
+
+def test_demos_in_text_mode_stay_one_prompt():
+    sentiment = plait.Predict("sentence -> sentiment").signature
+    demos = [plait.Example(sentence="a joy", sentiment="positive")]
+    formatted = TemplateAdapter().format(sentiment, demos, {"sentence": "dull"}, lm=DummyLM(small_model=True))
+    assert formatted.messages is None and "Sentence: a joy\nSentiment: positive" in formatted.prompt
+
+
+# 5. The type hint on a small plain chat's label. Without it Qwen2.5-Coder-0.5B wrote "The
+# sentiment of this movie review sentence is positive. ..." to 45 of 50 SST-2 sentences and every
+# one needed a retry (95 calls); with it, 51 calls and the same accuracy. SmolLM2: 7/50 -> 6/50.
+def test_a_small_plain_chat_label_carries_the_type_hint():
+    from typing import Literal
+
+    class Sentiment(plait.Signature):
+        sentence: str = plait.InputField()
+        sentiment: Literal["positive", "negative"] = plait.OutputField()
+
+    lm = server_lm(["The sentiment of this sentence is unclear.", "negative"])
+    with plait.context(lm=lm, adapter=TemplateAdapter()):
+        assert plait.Predict(Sentiment)(sentence="dull").sentiment == "negative"
+    first, retry = (entry["messages"][-1]["content"] for entry in requests(lm))
+    assert first == "Sentence: dull\nSentiment (exactly one of: positive; negative):"
+    # the hinted label is what the retry would ask again, so the retry leaves it off (see 2.)
+    assert retry == "Sentence: dull", retry
+    formatted = TemplateAdapter().format(QA, [], {"question": "q?"}, lm=server_lm([]))
+    assert formatted.messages[-1]["content"].endswith("\nAnswer:"), "text fields have no hint"
