@@ -27,14 +27,11 @@ import gc
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -140,45 +137,11 @@ def calling_threads(model: str, pool_size: int, callers: int, calls: int) -> dic
 
 # --- via the server -----------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(path: Path, threads: int, log: Any) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", "2048", "--n_threads", str(threads),
-               "--n_threads_batch", str(threads)]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}; see {log.name}")
-        try:
-            with urllib.request.urlopen(f"{base}/models", timeout=1):
-                return process, base
-        except OSError:
-            time.sleep(0.2)
-    stop_server(process)
-    raise RuntimeError(f"llama_cpp.server did not answer within 60 s; see {log.name}")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()   # SIGTERM waits for an in-flight generation: bounded, then kill
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 def via_server(path: Path, threads: int, repeats: int, gen_tokens: int) -> dict[str, Any]:
     import openai
+    from _llamacpp_server import start_server, stop_server   # benchmarks/, beside this script
     with tempfile.NamedTemporaryFile("w+b", prefix="llamacpp-server-", suffix=".log", delete=False) as log:
-        process, base = start_server(path, threads, log)
+        process, base = start_server(path, log, threads=threads)
         try:
             client = openai.OpenAI(base_url=base, api_key="sk-local", max_retries=0, timeout=120)
 

@@ -35,13 +35,11 @@ import json
 import os
 import platform
 import re
-import socket
 import string
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -190,42 +188,6 @@ def summarize(answers: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 # --- the server and the driver -------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(gguf: Path, log: Any) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", SERVED_MODEL,
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
-               "--n_threads_batch", "1"]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}; see {log.name}")
-        try:
-            with urllib.request.urlopen(f"{base}/models", timeout=1):
-                return process, base
-        except OSError:
-            time.sleep(0.2)
-    stop_server(process)
-    raise RuntimeError(f"llama_cpp.server did not answer within 90 s; see {log.name}")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()   # SIGTERM waits for an in-flight generation: bounded, then kill
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 def run_row(python: str, row: str, base_url: str | None, args: argparse.Namespace,
             programs: list[str]) -> dict[str, Any]:
     command = [python, str(Path(__file__).resolve()), "--worker", row, "--model", args.model,
@@ -298,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base_url = None
         if any(row.endswith("server") for row in rows):
-            process, base_url = start_server(gguf, log)
+            from _llamacpp_server import start_server   # benchmarks/, beside this script
+            process, base_url = start_server(gguf, log, alias=SERVED_MODEL)
         for row in rows:
             python = args.dspy_python if row.startswith("dspy") else sys.executable
             result = run_row(python, row, base_url if row.endswith("server") else None, args, programs)
@@ -308,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             report["rows"][row] = result
     finally:
         if process is not None:
+            from _llamacpp_server import stop_server
             stop_server(process)
         log.close()
         os.unlink(log.name)
