@@ -57,11 +57,13 @@ class Settings:
         """Override settings inside a ``with`` block for this thread / task only."""
         _check_names(values)
         current = _overrides.get()
-        token = _overrides.set({**current, **values} if current else values)
+        mine = {**current, **values} if current else values
+        token = _overrides.set(mine)
         try:
             yield
         finally:
             _overrides.reset(token)
+            _forget_merged(mine)
 
     def get(self, name: str, default: Any = None) -> Any:
         overrides = _overrides.get()
@@ -142,6 +144,16 @@ def effective() -> dict[str, Any]:
     merged = {**current, **overrides}
     _last_merged = (current, overrides, merged)
     return merged
+
+
+def _forget_merged(overrides: dict[str, Any]) -> None:
+    """Drop effective()'s memo of a context that has ended, so it does not keep that context's
+    values (an LM, a retriever) alive. Another thread may have replaced the memo meanwhile:
+    then there is nothing of ours to drop."""
+    global _last_merged
+    last = _last_merged
+    if last is not None and last[1] is overrides:
+        _last_merged = None
 
 
 def __getattr__(name: str) -> Any:

@@ -247,6 +247,22 @@ def test_effective_matches_what_attribute_reads_see(clean_settings):
     assert effective()["lm"] == "global"
 
 
+def test_a_finished_context_is_not_kept_alive_by_the_effective_memo(clean_settings):
+    import gc
+    import weakref
+
+    class Held:   # stands for an LM or a retriever: heavy, and owned by the context
+        pass
+
+    value = Held()
+    gone = weakref.ref(value)
+    with plait.context(lm=value):
+        assert effective()["lm"] is value
+    del value
+    gc.collect()
+    assert gone() is None, "effective() still holds the last context's values after it ended"
+
+
 def test_predict_reads_settings_per_call(clean_settings):
     lm_a = plait.testing.DummyLM([{"answer": "from a"}] * 3)
     lm_b = plait.testing.DummyLM([{"answer": "from b"}] * 3)
