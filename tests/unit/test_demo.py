@@ -106,6 +106,9 @@ def test_multihop_demo_learns_every_hop(out: Path) -> None:
     fresh = SimplifiedBaleen()
     fresh.load(report.program_path)
     assert all(len(p.demos) == 4 for _, p in fresh.named_predictors())
+    bootstrapped = [demo for demo in fresh.generate_answer.predict.demos if demo.get("augmented")]
+    assert bootstrapped and all(isinstance(passage, Passage) for passage in bootstrapped[0].context), \
+        "retrieved passages in demos save and load as Passages"
     assert "recall@3/hop" in report.table().splitlines()[0]
 
 

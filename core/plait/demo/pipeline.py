@@ -293,23 +293,6 @@ def compile_program(program: Module, train: Sequence[Any], config: DemoConfig,
                                   usage.cached_calls, round(seconds, 1))
 
 
-def freeze_passages(program: Module) -> None:
-    """Replace retrieved passages inside demos with the exact text a prompt shows for them.
-
-    Bootstrapped demos hold the retriever's ``Passage`` objects, which ``Predict.dump_state``
-    cannot write as JSON. Their prompt rendering ("[1] «...»" lines) is a plain string, so the
-    program's prompts stay byte-for-byte the same and the saved file reloads to the same program.
-    """
-    from plait.retrieve.passage import Passage
-    from plait.signatures.types import format_value
-
-    for _, predictor in program.named_predictors():
-        for demo in predictor.demos:
-            for key, value in list(demo.items()):
-                if isinstance(value, (list, tuple)) and value and all(isinstance(v, Passage) for v in value):
-                    demo[key] = format_value(value)
-
-
 def _answer(program: Module, question: str) -> str:
     from plait.errors import PlaitError
 
@@ -359,7 +342,6 @@ def run_demo(config: DemoConfig, *, lm: Any = None, log: Log | None = None) -> D
         compiled_stats = evaluate_program("compiled", compiled, dev, threads)
 
         path = config.out / f"{kind}-compiled.json"
-        freeze_passages(compiled)
         compiled.save(path)
         fresh = make_program(config.multihop, config.k)
         fresh.load(path)
