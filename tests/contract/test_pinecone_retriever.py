@@ -57,7 +57,8 @@ class TestPineconeRetrieverIndexHost(RetrieverContract):
     """Data plane only (index_host=, as with Pinecone Local): one index, a namespace per retriever."""
 
     @pytest.fixture(scope="class")
-    def shared_index_host(self, server):
+    @classmethod
+    def shared_index_host(cls, server):
         import pinecone
         pinecone.Pinecone(api_key=KEY, host=server.url).indexes.create(name="shared", dimension=1024, metric="cosine")
         return server.index_host("shared")
