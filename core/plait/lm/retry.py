@@ -36,10 +36,7 @@ def call_with_retries(fn: Callable[[A], T], arg: A, *, num_retries: int, source:
         except LMError as error:
             if not error.retryable or attempt >= num_retries:
                 raise
-            delay = backoff_delay(attempt, error, base=base_delay)
-            from plait.plugins import emit  # lazy: only on the (rare) retry path
-            emit("lm.retry", source=source, attempt=attempt + 1, max_retries=num_retries,
-                 delay=delay, error=f"{type(error).__name__}: {error}")
+            delay = _announce_retry(error, attempt, num_retries, source, base_delay)
             (sleep or time.sleep)(delay)   # looked up per call so tests can patch time.sleep
             attempt += 1
 
@@ -56,9 +53,14 @@ async def acall_with_retries(fn: Callable[[A], Awaitable[T]], arg: A, *, num_ret
         except LMError as error:
             if not error.retryable or attempt >= num_retries:
                 raise
-            delay = backoff_delay(attempt, error, base=base_delay)
-            from plait.plugins import emit
-            emit("lm.retry", source=source, attempt=attempt + 1, max_retries=num_retries,
-                 delay=delay, error=f"{type(error).__name__}: {error}")
-            await (sleep or asyncio.sleep)(delay)
+            await (sleep or asyncio.sleep)(_announce_retry(error, attempt, num_retries, source, base_delay))
             attempt += 1
+
+
+def _announce_retry(error: LMError, attempt: int, num_retries: int, source: str, base_delay: float) -> float:
+    """The wait before retry ``attempt + 1``, reported as an ``lm.retry`` event."""
+    delay = backoff_delay(attempt, error, base=base_delay)
+    from plait.plugins import emit  # lazy: only on the (rare) retry path
+    emit("lm.retry", source=source, attempt=attempt + 1, max_retries=num_retries,
+         delay=delay, error=f"{type(error).__name__}: {error}")
+    return delay
