@@ -248,14 +248,19 @@ class BootstrapFewShot(Teleprompter):
         return attempt
 
     def _passes(self, example: Example, prediction: Any, trace: list[Any]) -> bool:
-        if self.metric is None:
-            return True
-        value = self.metric(example, prediction, trace)
-        if self.metric_threshold is not None:
-            return metric_number(value) >= self.metric_threshold
-        if isinstance(value, (bool, int, float)):
-            return bool(value)
-        return metric_number(value) > 0
+        return trace_passes(self.metric, self.metric_threshold, example, prediction, trace)
+
+
+def trace_passes(metric: Metric | None, threshold: float | None, example: Example,
+                 prediction: Any, trace: list[Any]) -> bool:
+    """Whether a teacher's run counts: no metric passes everything; with a threshold the metric's
+    number must reach it; otherwise a truthy bool / number, or a positive ``.score``."""
+    if metric is None:
+        return True
+    value = metric(example, prediction, trace)
+    if threshold is not None:
+        return metric_number(value) >= threshold
+    return bool(value) if isinstance(value, (bool, int, float)) else metric_number(value) > 0
 
 
 def metric_number(value: Any) -> float:

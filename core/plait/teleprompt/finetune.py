@@ -37,7 +37,7 @@ from plait.primitives.module import Module
 from plait.settings import context, settings
 from plait.teleprompt.base import (Budget, BudgetExceeded, CallEstimate, Teleprompter, check_trainset,
                                    parallel_map)
-from plait.teleprompt.bootstrap import metric_number
+from plait.teleprompt.bootstrap import trace_passes
 from plait.teleprompt.labeled import check_count
 from plait.teleprompt.session import CompileSession, compile_session
 
@@ -223,12 +223,7 @@ class BootstrapFinetune(Teleprompter):
         return passed, errors
 
     def _passes(self, example: Example, prediction: Any, trace: list[Any]) -> bool:
-        if self.metric is None:
-            return True
-        value = self.metric(example, prediction, trace)
-        if self.metric_threshold is not None:
-            return metric_number(value) >= self.metric_threshold
-        return bool(value) if isinstance(value, (bool, int, float)) else metric_number(value) > 0
+        return trace_passes(self.metric, self.metric_threshold, example, prediction, trace)
 
     # --- 2. records -------------------------------------------------------------------------
     def _records(self, student: Module, teacher: Module, traces: list[list[tuple[Any, dict[str, Any], Any]]]
