@@ -119,7 +119,7 @@ def _parse_literal(text: str, options: tuple[Any, ...]) -> Any:
                 return None
         elif str(option).lower() == word:
             return option
-    leading = _leading_option(clean_word(text).lower(), options)
+    leading = _leading_option(word, options)
     if leading is not _NO_OPTION:
         return leading
     listed = ", ".join(repr(option) for option in options)
