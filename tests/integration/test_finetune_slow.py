@@ -138,3 +138,10 @@ def test_lora_finetuning_teaches_smollm2_the_label_format(transformers_provider,
           f"finetuned scored {finished - compiled_at:.0f}, total {finished - started:.0f}")
     assert after[0] >= before[0] + 0.5 and after[1] >= before[1] + 0.5, (before, after)
     assert after[1] >= 0.75, (before, after)
+    # Saved and loaded into a fresh program, the finetuned model comes back with it and answers alike.
+    compiled.save(tmp_path / "finetuned.json")
+    fresh = plait.Predict(SIGNATURE)
+    fresh.load(tmp_path / "finetuned.json")
+    assert fresh.lm.model == compiled.lm.model and fresh.lm.model.startswith("transformers/")
+    for example in dev[:4]:
+        assert fresh(**example.inputs()).sentiment == compiled(**example.inputs()).sentiment
