@@ -115,3 +115,33 @@ def test_an_api_lm_comes_back_with_its_endpoint_and_credentials_from_the_environ
     lm = fresh.first.lm
     assert lm.model == "openai/served" and lm.dump_state()["api_base"] == "http://127.0.0.1:9/v1"
     assert lm.backend._client.api_key == "sk-from-env"
+
+
+def test_predict_load_state_on_its_own_restores_the_lm_as_dspy_does():
+    saved = plait.Predict("question -> answer")
+    saved.lm = plait.LM("dummy/alone", temperature=0.2)
+    saved.demos = [plait.Example(question="q", answer="a")]
+    state = saved.dump_state()
+    fresh = plait.Predict("question -> answer")
+    fresh.load_state(state)
+    assert fresh.lm.model == "dummy/alone" and fresh.lm.kwargs == {"temperature": 0.2} and fresh.demos
+    broken = {**state, "lm": {**state["lm"], "model": "nosuchprovider/x"}}
+    other = plait.Predict("question -> answer")
+    with pytest.raises(StateError, match="nosuchprovider/x"):
+        other.load_state(broken)
+    assert other.demos == [] and other.lm is None, "nothing changes when the LM cannot be built"
+
+
+def test_a_failed_program_load_keeps_the_lm_objects_it_had(tmp_path):
+    path = saved_program(tmp_path, plait.LM("dummy/saved"))
+    program = TwoPredictors()
+    mine = DummyLM(["mine"])
+    program.set_lm(mine)
+
+    def fail(state):
+        raise StateError("second cannot load")
+
+    program.second.load_state = fail   # the first predictor loads, the second fails: a rollback
+    with pytest.raises(StateError, match="second cannot load"):
+        program.load(path)
+    assert program.first.lm is mine and program.second.lm is mine and program.first.demos == []

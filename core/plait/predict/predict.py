@@ -8,6 +8,7 @@ from plait.errors import ConfigurationError, SignatureError, StateError
 from plait.primitives.example import Example
 from plait.primitives.module import Module, Parameter, needs_usage_tracking
 from plait.primitives.prediction import Prediction
+from plait.primitives.saved_lms import saved_lm
 from plait.settings import effective
 from plait.signatures import Signature, ensure_signature
 
@@ -56,10 +57,14 @@ class Predict(Module, Parameter):
             raise StateError(f"saved signature does not match this predictor: {error}") from error
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Signature, demos and, as in DSPy, the saved LM (built first: a failure changes nothing)."""
         self.validate_state(state)
+        lm = saved_lm(self, state)
         self.signature = self.signature.load_state(state["signature"])
         self.demos = [Example({key: _passages_from_json(value) for key, value in demo.items()})
                       for demo in state["demos"]]
+        if lm is not None:
+            self.lm = lm
 
     # --- calling --------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Prediction:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from plait.errors import PlaitError, StateError
 from plait.primitives import persistence
 from plait.primitives.example import Example
-from plait.primitives.saved_lms import plan_lm_restore
+from plait.primitives.saved_lms import plan_lm_restore, without_lm
 from plait.settings import effective
 
 # Attribute names discovery never looks inside. Each holds data that never contains parameters
@@ -355,13 +355,15 @@ def _load_with_lms(named: list[tuple[str, Parameter]], state: Mapping[str, Any],
 
 
 def _load_states(named: list[tuple[str, Parameter]], state: Mapping[str, Any]) -> None:
-    """Load each state; if one load fails, put back what the earlier ones (and it) held before."""
-    backups = [_state_method(parameter, "dump_state")() for _, parameter in named]
+    """Load each state; if one load fails, put back what the earlier ones (and it) held before.
+    LMs are not part of it: ``_load_with_lms`` sets them once everything else loaded, so the
+    parameters get their states without ``"lm"`` (a rollback then keeps the LM objects)."""
+    backups = [without_lm(_state_method(parameter, "dump_state")()) for _, parameter in named]
     attempted = 0
     try:
         for name, parameter in named:
             attempted += 1
-            _state_method(parameter, "load_state")(state[name])
+            _state_method(parameter, "load_state")(without_lm(state[name]))
     except BaseException:
         for (_, parameter), backup in zip(named[:attempted], backups):
             try:

@@ -35,6 +35,20 @@ def plan_lm_restore(named: list[tuple[str, Any]], state: Mapping[str, Any],
     return plan
 
 
+def saved_lm(parameter: Any, state: Mapping[str, Any]) -> Any:
+    """The LM ``state`` (one predictor's) was saved with, built or reused; None if it has none
+    that can be rebuilt. For ``Predict.load_state`` called on its own."""
+    plan = plan_lm_restore([("self", parameter)], {"self": state}, "state")
+    return plan[0][1] if plan else None
+
+
+def without_lm(state: Any) -> Any:
+    """``state`` without its ``"lm"`` entry (program loads set LMs themselves, after the rest)."""
+    if isinstance(state, Mapping) and "lm" in state:
+        return {key: value for key, value in state.items() if key != "lm"}
+    return state
+
+
 def _live_lm(saved: Mapping[str, Any], parameter: Any) -> Any:
     for lm in (parameter.lm, effective().get("lm")):
         if lm is not None and getattr(lm, "dump_state", None) is not None and lm.dump_state() == dict(saved):
