@@ -215,10 +215,18 @@ def test_multi_field_demo_turns_continue_the_first_label_and_label_the_rest():
     formatted = TemplateAdapter().format(COT, [demo], {"question": "3+3?"}, lm=server_lm([]))
     user, assistant = formatted.messages[1]["content"], formatted.messages[2]["content"]
     assert user.endswith("\nReasoning:") and assistant == "two and two\nAnswer: 4"
-    partial = plait.Example(question="2+2?", answer="4")   # no reasoning: every value is labelled
-    formatted = TemplateAdapter().format(COT, [partial], {"question": "3+3?"}, lm=server_lm([]))
-    assert formatted.messages[1]["content"] == "Question: 2+2?"
-    assert formatted.messages[2]["content"] == "Answer: 4"
+
+
+# 4b. A demo without every field (a labelled demo for ChainOfThought has no reasoning) keeps the
+# packed layout: as an assistant turn "Answer: 4" it taught Qwen2.5-0.5B to skip the reasoning,
+# and 19 of 20 SST-2 answers failed to parse (packed: none failed).
+def test_incomplete_demos_on_a_small_plain_chat_stay_packed_in_one_user_turn():
+    partial = plait.Example(question="2+2?", answer="4")
+    complete = plait.Example(question="1+1?", reasoning="one and one", answer="2")
+    formatted = TemplateAdapter().format(COT, [complete, partial], {"question": "3+3?"}, lm=server_lm([]))
+    assert [m["role"] for m in formatted.messages] == ["system", "user"]
+    user = formatted.messages[1]["content"]
+    assert "Question: 2+2?\nAnswer: 4" in user and user.endswith("Question: 3+3?\nReasoning:")
 
 
 def test_demos_in_text_mode_stay_one_prompt():
