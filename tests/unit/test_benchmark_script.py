@@ -6,7 +6,6 @@ script's DSPy column stays empty without --dspy-python).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "overhead.py"
@@ -21,12 +21,7 @@ PER_CALL_ROWS = ("predict", "chain_of_thought", "predict_16_demos", "cache_hit")
 
 
 def load_overhead() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_overhead", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT.name, "bench_overhead")
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ same format checks that the script loads, pools, scores and reports. No timing a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "retrieval_quality.py"
@@ -21,12 +20,7 @@ SCRIPT = ROOT / "benchmarks" / "retrieval_quality.py"
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_retrieval_quality", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT.name, "bench_retrieval_quality")
 
 
 def test_metrics(bench):

@@ -6,32 +6,27 @@ that its workloads run, make the LM calls the rule implies and that the report h
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
+
+from benchmark_scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compile_speed.py"
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_compile_speed", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def load_bench() -> ModuleType:
+    return load_script(SCRIPT.name, "bench_compile_speed")
 
 
 def test_the_lm_rule_fails_every_fifth_number_below_temperature_one() -> None:
-    bench = load_script()
+    bench = load_bench()
     assert bench.answer_for(bench.question(7), None) == "14"
     assert bench.answer_for(bench.question(10), 0.0) == "wrong"
     assert bench.answer_for(bench.question(10), 1.0) == "20"
 
 
 def test_plait_side_runs_and_reports() -> None:
-    bench = load_script()
+    bench = load_bench()
     result = bench.run_plait(examples=10, latency=0.0, threads=4, repeats=1)
     rows = result["rows"]
     assert set(rows) == {key for key, _, _ in bench.ROWS}
