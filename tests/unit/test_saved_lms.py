@@ -49,15 +49,19 @@ def test_the_same_lm_in_use_is_kept_not_rebuilt(tmp_path):
     assert other.first.lm is lm, "the configured LM with the saved settings is reused"
 
 
-def test_an_injected_backend_is_recorded_and_not_rebuilt(tmp_path):
-    path = saved_program(tmp_path, DummyLM(["x"]))
-    saved = json.loads(path.read_text())["parameters"]["first"]["lm"]
-    assert saved["injected_backend"] == "DummyBackend"
+@pytest.mark.parametrize("saved_with", ["an injected backend", "no LM"])
+def test_the_current_lm_stays_when_the_file_has_none_to_rebuild(tmp_path, saved_with):
+    if saved_with == "no LM":
+        path = tmp_path / "program.json"
+        TwoPredictors().save(path)
+    else:
+        path = saved_program(tmp_path, DummyLM(["x"]))
+        assert json.loads(path.read_text())["parameters"]["first"]["lm"]["injected_backend"] == "DummyBackend"
     fresh = TwoPredictors()
     mine = DummyLM(["mine"])
     fresh.set_lm(mine)
     fresh.load(path)
-    assert fresh.first.lm is mine
+    assert fresh.first.lm is mine and fresh.second.lm is mine
 
 
 def test_restore_lm_false_keeps_the_current_lms(tmp_path):
@@ -69,17 +73,6 @@ def test_restore_lm_false_keeps_the_current_lms(tmp_path):
     assert fresh.first.lm is None
     fresh.load_state(json.loads(path.read_text())["parameters"])
     assert fresh.first.lm.model == "dummy/saved"
-
-
-def test_a_file_without_an_lm_keeps_the_current_one(tmp_path):
-    program = TwoPredictors()
-    path = tmp_path / "p.json"
-    program.save(path)
-    fresh = TwoPredictors()
-    mine = DummyLM(["mine"])
-    fresh.set_lm(mine)
-    fresh.load(path)
-    assert fresh.first.lm is mine
 
 
 def test_an_lm_that_cannot_be_built_fails_the_load_and_changes_nothing(tmp_path):
