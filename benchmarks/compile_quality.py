@@ -205,10 +205,8 @@ def run_row(python: str, row: str, base_url: str | None, args: argparse.Namespac
         command += ["--base-url", base_url]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PLAIT_CACHE_DIR": str(scratch / "plait-cache"),
            "DSPY_CACHEDIR": str(scratch / "dspy-cache")}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        return {"error": f"worker exited with {done.returncode}: {done.stderr[-2000:]}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from _workers import run_json_worker   # benchmarks/, beside this script
+    return run_json_worker(command, env)
 
 
 def table(report: dict[str, Any]) -> str:

@@ -36,7 +36,6 @@ import os
 import platform
 import re
 import string
-import subprocess
 import sys
 import tempfile
 import time
@@ -195,10 +194,8 @@ def run_row(python: str, row: str, base_url: str | None, args: argparse.Namespac
                "--programs", ",".join(programs)]
     if base_url:
         command += ["--base-url", base_url]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if done.returncode != 0:
-        return {"error": f"worker exited with {done.returncode}: {done.stderr[-2000:]}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from _workers import run_json_worker   # benchmarks/, beside this script
+    return run_json_worker(command, {**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def table(report: dict[str, Any]) -> str:
