@@ -22,3 +22,18 @@ def _fresh_settings():
     settings.reset()
     yield
     settings.reset()
+
+
+@pytest.fixture
+def transformers_provider():
+    """The "transformers" LM provider: its entry point when installed, else registered by hand
+    (a checkout run without ``pip install -e .`` has no entry points)."""
+    from plait import registry
+    if "transformers" in registry.backends("lm"):
+        yield
+        return
+    import plait_transformers
+
+    from plait.plugins import plugin
+    with plugin(plait_transformers, "transformers"):
+        yield

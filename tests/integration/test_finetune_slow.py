@@ -82,17 +82,6 @@ def accuracy(program: Any, examples: list[plait.Example]) -> float:
     return right / len(examples)
 
 
-@pytest.fixture
-def transformers_provider():
-    from plait import registry
-    if "transformers" in registry.backends("lm"):
-        yield
-        return
-    import plait_transformers
-    with plugin(plait_transformers, "transformers"):
-        yield
-
-
 def test_lora_finetuning_teaches_smollm2_the_label_format(transformers_provider, tmp_path):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()

@@ -333,18 +333,10 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def transformers_provider(request):
-    """The "transformers" LM provider, registered by hand until its entry point is installed."""
-    if "tiny_model_dir" not in request.fixturenames:
-        yield
-        return
-    from plait import registry
-    if "transformers" in registry.backends("lm"):
-        yield
-        return
-    import plait_transformers
-    with plugin(plait_transformers, "transformers"):
-        yield
+def _provider_for_tiny_models(request):
+    """Tests that train the tiny model need the "transformers" LM provider (tests/conftest.py)."""
+    if "tiny_model_dir" in request.fixturenames:
+        request.getfixturevalue("transformers_provider")
 
 
 def test_lora_training_end_to_end_on_a_tiny_random_model(tiny_model_dir, tmp_path):

@@ -16,7 +16,6 @@ import pytest
 
 import plait
 from plait.errors import ConfigurationError, LMBadRequestError, LMContextWindowError, MissingExtraError
-from plait.plugins import plugin
 
 for _module in ("torch", "transformers", "peft", "plait_transformers"):
     if importlib.util.find_spec(_module) is None:
@@ -38,15 +37,8 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def provider():
-    """The "transformers" LM provider, registered by hand until its entry point is installed."""
-    from plait import registry
-    if "transformers" in registry.backends("lm"):
-        yield
-        return
-    import plait_transformers
-    with plugin(plait_transformers, "transformers"):
-        yield
+def provider(transformers_provider):
+    """Every test here needs the "transformers" LM provider (tests/conftest.py)."""
 
 
 def lm_for(folder: Path, **kwargs) -> plait.LM:
