@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from plait.errors import LMBadRequestError, LMContextWindowError
-from plait.lm.types import LMCapabilities, LMRequest, LMResponse, Usage
+from plait.lm.types import LMCapabilities, LMRequest, LMResponse, Usage, local_text_prompt
 
 from plait_llamacpp.loader import ModelFacts, ModelPool, json_grammar
 
@@ -123,14 +123,9 @@ class LlamaCppBackend:
 
     def _prompt(self, request: LMRequest) -> tuple[Any, bool]:
         """(what to complete, whether llama-cpp-python's chat handler must do it)."""
-        if request.prompt is not None:
-            if request.prefill:
-                raise LMBadRequestError("prefill goes with messages, not with a text prompt: append "
-                                        "it to the prompt instead", provider="llamacpp")
-            return request.prompt, False
-        if not self.capabilities.chat:
-            raise LMBadRequestError(f"{self.model_name!r} was loaded with model_type='text': pass "
-                                    "prompt='...' instead of messages", provider="llamacpp")
+        prompt = local_text_prompt(request, self.capabilities, self.model_name, "llamacpp")
+        if prompt is not None:
+            return prompt, False
         messages = request.messages or []
         if self.render_chat is None:
             if request.prefill:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from plait.errors import LMBadRequestError, LMContextWindowError
-from plait.lm.types import LMCapabilities, LMRequest, LMResponse, Usage
+from plait.lm.types import LMCapabilities, LMRequest, LMResponse, Usage, local_text_prompt
 
 from plait_transformers.models import LoadedModel, render_chat
 
@@ -94,14 +94,9 @@ class TransformersBackend:
 
     def _prompt(self, request: LMRequest) -> tuple[str, bool]:
         """(the text to complete, whether it already holds the template's special tokens)."""
-        if request.prompt is not None:
-            if request.prefill:
-                raise LMBadRequestError("prefill goes with messages, not with a text prompt: append "
-                                        "it to the prompt instead", provider="transformers")
-            return request.prompt, False
-        if not self.capabilities.chat:
-            raise LMBadRequestError(f"{self.model_name!r} was loaded with model_type='text': pass "
-                                    "prompt='...' instead of messages", provider="transformers")
+        prompt = local_text_prompt(request, self.capabilities, self.model_name, "transformers")
+        if prompt is not None:
+            return prompt, False
         try:
             text = render_chat(self.loaded.tokenizer, self.chat_template, request.messages or [],
                                add_generation_prompt=True)

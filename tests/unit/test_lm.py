@@ -212,3 +212,20 @@ def test_stream_yields_chunks_and_records_history():
     assert lm.history[-1]["outputs"] == ["Paris"]
     with pytest.raises(NotImplementedError, match="cannot stream"):
         list(make_lm(["x"]).stream(prompt="q"))
+
+
+def test_local_text_prompt_returns_the_prompt_or_none_and_names_the_fix():
+    from plait.errors import LMBadRequestError
+    from plait.lm.types import local_text_prompt
+
+    chat = LMCapabilities(chat=True, text=True)
+    text_only = LMCapabilities(chat=False, text=True)
+    prompt = LMRequest("local/m", None, "Q: 1+1\nA:", {}, None, False, None)
+    messages = LMRequest("local/m", [{"role": "user", "content": "hi"}], None, {}, None, False, None)
+    assert local_text_prompt(prompt, text_only, "m", "local") == "Q: 1+1\nA:"
+    assert local_text_prompt(messages, chat, "m", "local") is None
+    with pytest.raises(LMBadRequestError, match="prefill goes with messages") as raised:
+        local_text_prompt(LMRequest("local/m", None, "Q:", {}, "A:", False, None), chat, "m", "local")
+    assert raised.value.provider == "local"
+    with pytest.raises(LMBadRequestError, match="'m' was loaded with model_type='text'"):
+        local_text_prompt(messages, text_only, "m", "local")

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from plait.errors import LMBadRequestError
+
 # Parameter names that carry credentials or transport details: never part of a cache key,
 # never written to a saved program or to history.
 SECRET_PARAMS = frozenset({"api_key", "api_token", "token", "authorization", "password", "secret",
@@ -213,3 +215,19 @@ class LMResponse:
         usage = data.get("usage") or {}
         return cls(list(data["outputs"]), Usage(**usage), data.get("model", ""), False,
                    data.get("finish_reasons"), None, data.get("tool_calls"))
+
+
+def local_text_prompt(request: LMRequest, capabilities: LMCapabilities, model_name: str,
+                      provider: str) -> str | None:
+    """For a local backend (llama.cpp, transformers): the text prompt to complete, or None when
+    the request holds messages. Raises LMBadRequestError naming the fix for a prefill sent with a
+    text prompt, and for messages sent to a model loaded as text-only."""
+    if request.prompt is not None:
+        if request.prefill:
+            raise LMBadRequestError("prefill goes with messages, not with a text prompt: append "
+                                    "it to the prompt instead", provider=provider)
+        return request.prompt
+    if not capabilities.chat:
+        raise LMBadRequestError(f"{model_name!r} was loaded with model_type='text': pass "
+                                "prompt='...' instead of messages", provider=provider)
+    return None
