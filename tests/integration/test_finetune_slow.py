@@ -22,10 +22,8 @@ from typing import Any
 import pytest
 
 import plait
-from plait.hookspecs import hookimpl
-from plait.plugins import plugin
 from plait.teleprompt.finetune import BootstrapFinetune
-from plait.testing import DummyLM
+from plait.testing import DummyLM, recorded_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -103,14 +101,7 @@ def test_lora_finetuning_teaches_smollm2_the_label_format(transformers_provider,
 
     teacher = student.deepcopy()
     teacher.lm = DummyLM(oracle)
-    events = []
-
-    class Listener:
-        @hookimpl
-        def plait_event(self, event):
-            events.append(event)
-
-    with plugin(Listener()):
+    with recorded_events() as events:
         compiled = BootstrapFinetune(exact, epochs=3, lr=3e-3, batch_size=4, seed=0, output_dir=tmp_path,
                                      lm_kwargs={"max_tokens": 8}).compile(student, trainset=train, teacher=teacher)
     compiled_at = time.perf_counter()

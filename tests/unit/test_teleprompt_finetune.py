@@ -18,13 +18,11 @@ import pytest
 import plait
 from plait.adapters import ChatAdapter, TemplateAdapter
 from plait.errors import MissingExtraError
-from plait.hookspecs import hookimpl
 from plait.lm.types import LMRequest, LMResponse, Usage
-from plait.plugins import plugin
 from plait.teleprompt.base import Budget
 from plait.teleprompt.finetune import (FINETUNE_TARGET_CAPABILITIES, BootstrapFinetune, FinetuneJob,
                                        chat_record)
-from plait.testing import DummyLM
+from plait.testing import DummyLM, recorded_events
 
 WORDS = ["cat", "dog", "sun", "pen", "cup", "box", "hat", "map"]
 SIGNATURE = plait.Signature("word -> reversed", "Reverse the word.")
@@ -168,14 +166,7 @@ def test_only_traces_that_pass_the_metric_become_records(tmp_path):
 
 
 def test_without_a_metric_every_finished_run_is_used_and_failures_are_skipped(tmp_path):
-    events = []
-
-    class Listener:
-        @hookimpl
-        def plait_event(self, event):
-            events.append(event)
-
-    with plugin(Listener()):
+    with recorded_events() as events:
         _, _, trainer = compile_with({"metric": None}, teacher_model=teacher_lm(wrong={"dog"}, fail={"sun"}),
                                      tmp_path=tmp_path)
     assert len(trainer.jobs[0].records["self"]) == len(WORDS) - 1   # "dog" (wrong) kept, "sun" failed

@@ -1,4 +1,4 @@
-"""Test helpers for plait programs and plugins: DummyLM and the contract suites.
+"""Test helpers for plait programs and plugins: DummyLM, recorded_events and the contract suites.
 
 ``LMContract`` and ``RetrieverContract`` import pytest, so they load only when asked for.
 """
@@ -6,8 +6,9 @@
 from typing import Any
 
 from plait.testing.dummy import DummyBackend, DummyLM, DummyLMExhausted
+from plait.testing.events import recorded_events
 
-__all__ = ["DummyBackend", "DummyLM", "DummyLMExhausted", "LMContract", "RetrieverContract"]
+__all__ = ["DummyBackend", "DummyLM", "DummyLMExhausted", "LMContract", "RetrieverContract", "recorded_events"]
 
 _CONTRACTS = {"LMContract": "plait.testing.lm_contract", "RetrieverContract": "plait.testing.retriever_contract"}
 
